@@ -1,0 +1,80 @@
+"""The interface every guest connection offers (SSH, or the fake in tests)."""
+
+from __future__ import annotations
+
+import abc
+from pathlib import Path
+
+from ..errors import InfraError
+from ..proc import Result
+
+
+class GuestUnreachable(InfraError):
+    """The guest stopped answering (SSH dead); evidence must come from QMP/console."""
+
+
+class Guest(abc.ABC):
+    """A booted guest. `cmd` is a shell command line run by the guest's /bin/sh;
+    quote arguments with shlex.quote. Every call has a timeout; a timeout raises
+    lab.errors.CommandTimeout carrying the output so far."""
+
+    @abc.abstractmethod
+    def run(self, cmd: str, *, timeout: float, check: bool = False,
+            log: Path | None = None) -> Result: ...
+
+    @abc.abstractmethod
+    def put(self, local: Path, remote: str, mode: int | None = None) -> None: ...
+
+    @abc.abstractmethod
+    def get(self, remote: str, local: Path) -> None: ...
+
+    @abc.abstractmethod
+    def alive(self, timeout: float = 10.0) -> bool:
+        """True when the guest still answers a trivial command within timeout."""
+
+    # --- kernel messages ------------------------------------------------
+    def kmsg_cursor(self) -> int:
+        """A cursor into the kernel log: the sequence number of the next record."""
+        r = self.run("cat /proc/sys/kernel/printk_ratelimit >/dev/null; "
+                     "dd if=/dev/kmsg iflag=nonblock 2>/dev/null | tail -n 1",
+                     timeout=30)
+        last = r.stdout.strip().splitlines()
+        if not last:
+            return 0
+        return int(last[-1].split(",")[1]) + 1
+
+    def kmsg_since(self, cursor: int, timeout: float = 60) -> tuple[str, int]:
+        """Kernel messages with sequence >= cursor, as dmesg-style text, and the new cursor.
+
+        Each record in /dev/kmsg is `prio,seq,usec,flags;text`; we render it as
+        `[secs.usecs] text` so the output parses like dmesg / console text.
+        """
+        r = self.run("dd if=/dev/kmsg iflag=nonblock 2>/dev/null", timeout=timeout)
+        return render_kmsg(r.stdout, cursor)
+
+
+def render_kmsg(raw: str, cursor: int) -> tuple[str, int]:
+    """Pure: turn /dev/kmsg records into dmesg text, keeping seq >= cursor."""
+    out: list[str] = []
+    nxt = cursor
+    for rec in raw.splitlines():
+        if not rec or rec[0] == " ":
+            # continuation lines ("  SUBSYSTEM=...") carry device metadata
+            continue
+        head, sep, text = rec.partition(";")
+        if not sep:
+            continue
+        fields = head.split(",")
+        if len(fields) < 3:
+            continue
+        try:
+            seq = int(fields[1])
+            usec = int(fields[2])
+        except ValueError:
+            continue
+        if seq < cursor:
+            continue
+        nxt = max(nxt, seq + 1)
+        text = text.replace("\\x0a", "\n")
+        out.append(f"[{usec // 1_000_000:5d}.{usec % 1_000_000:06d}] {text}")
+    return ("\n".join(out) + ("\n" if out else "")), nxt

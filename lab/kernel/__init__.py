@@ -1,0 +1,1 @@
+"""Kernels: source trees, patch series, config fragments, builds, artifacts."""
