@@ -1,0 +1,197 @@
+"""build_kernel: a BuildSpec in, an artifact and the apply/build cases out.
+
+    source (resolved, fast) + series (parsed, hashed) + fragments (hashed)
+      + compiler -> artifact key -> cache hit? return at once (no make)
+    else, holding the source's lock:
+      metadata.json (state building) -> git am in lab's repository ("apply")
+      -> .config (checked) -> make all in the persistent build dir ("build")
+      -> modules_install, gup_test, copies -> metadata.json (state done)
+"""
+
+from __future__ import annotations
+
+import shlex
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ..errors import EXIT_OK, EXIT_TESTS_FAILED, LabError
+from ..results import CaseResult, Status
+from . import build as b
+from . import config as kconfig
+from . import series as kseries
+from . import source as ksource
+from .artifact import KernelArtifact
+from .kbuild import KBuild, compiler_version, default_cc
+from .spec import BuildSpec
+
+
+@dataclass
+class BuildOutcome:
+    artifact: KernelArtifact | None
+    cases: list[CaseResult] = field(default_factory=list)
+    exit_code: int = EXIT_OK
+    artifact_dir: Path | None = None
+    build_dir: Path | None = None
+    cached: bool = False
+
+    @property
+    def ok(self) -> bool:
+        return self.exit_code == EXIT_OK
+
+
+def _case(name: str, status: Status, start: float, **kw) -> CaseResult:
+    return CaseResult(name=name, status=status, duration=time.monotonic() - start,
+                      classname="kernel", **kw)
+
+
+def reproducer(spec: BuildSpec, tree: ksource.SourceTree) -> str:
+    argv = ["lab", "build"]
+    if spec.tree is not None:
+        argv += ["--tree", tree.origin, "--ref", tree.base]
+    else:
+        argv += ["--linux-source"]
+    for s in spec.series:
+        argv += ["--series", s if kseries.is_range(s) else str(Path(s).expanduser().resolve())]
+    for f in spec.fragments:
+        argv += ["--fragment", f]
+    return " ".join(shlex.quote(a) for a in argv)
+
+
+def resolve_source(spec: BuildSpec) -> ksource.SourceTree:
+    if spec.linux_source:
+        return ksource.resolve_linux_source()
+    return ksource.resolve_git(spec.tree, spec.ref)
+
+
+def build_kernel(spec: BuildSpec, *, progress: bool = True) -> BuildOutcome:
+    """Build (or find in the cache) the kernel `spec` describes.
+
+    Bad input raises UserError; a series that does not apply or a build that
+    fails is an outcome with a FAILED case and exit code 1."""
+    tree = resolve_source(spec)
+    fragments = kconfig.load_fragments(spec.fragments)
+    series_repo = Path(tree.origin) if tree.kind == "git" else tree.repo
+    series = kseries.load_series(spec.series, series_repo)
+    cc = default_cc()
+    compiler = compiler_version(cc)
+    config_hash = kconfig.fragments_hash(fragments)
+    key = b.artifact_key(tree.base, series.hash if series else "", config_hash, compiler)
+    adir = b.artifacts_root() / key
+
+    hit = b.cached_artifact(adir)
+    if hit is not None:
+        meta = b.read_json(adir / "metadata.json")
+        return BuildOutcome(hit, [
+            CaseResult("apply", Status.PASSED, classname="kernel",
+                       message="cached: " + (f"{len(series.patches)} patch(es)" if series
+                                             else "no series"),
+                       properties={"series_hash": series.hash} if series else {}),
+            CaseResult("build", Status.PASSED, classname="kernel",
+                       message=f"cached: {meta.get('release', hit.release)}",
+                       properties={"artifact": str(adir), "cached": "true"})],
+            EXIT_OK, adir, Path(meta.get("build_dir", "")) or None, cached=True)
+
+    with ksource.tree_lock(tree.tree_id):
+        return _build_locked(spec, tree, series, fragments, compiler, cc, config_hash, key,
+                             adir, progress)
+
+
+def _build_locked(spec, tree, series, fragments, compiler, cc, config_hash, key, adir,
+                  progress) -> BuildOutcome:
+    hit = b.cached_artifact(adir)   # another lab process may have built it meanwhile
+    if hit is not None:
+        return build_kernel(spec, progress=progress)
+    if adir.exists():
+        shutil.rmtree(adir)
+    adir.mkdir(parents=True)
+    bdir = b.build_dir(tree.tree_id, config_hash)
+    kb = KBuild(srctree=tree.repo, objtree=bdir, cc=cc)
+    meta = {
+        "state": b.STATE_BUILDING, "key": key, "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "source": {"kind": tree.kind, "origin": tree.origin, "ref": tree.ref,
+                   "tree_id": tree.tree_id},
+        "commit": tree.base, "series": None, "fragments": [f.name for f in fragments],
+        "config_hash": config_hash, "compiler": compiler, "cc": cc, "jobs": kb.jobs,
+        "build_dir": str(bdir), "repository": str(tree.repo),
+        "reproduce": {"lab": reproducer(spec, tree)},
+    }
+    if series:
+        meta["series"] = {"hash": series.hash, "subjects": series.subjects,
+                          "sources": list(series.sources), "cover": series.cover}
+    meta_path = adir / "metadata.json"
+    b.write_json(meta_path, meta)
+    cases: list[CaseResult] = []
+
+    def finish(state: str, exit_code: int, artifact: KernelArtifact | None = None,
+               **extra) -> BuildOutcome:
+        meta.update(extra, state=state, finished=time.strftime("%Y-%m-%dT%H:%M:%S%z"))
+        b.write_json(meta_path, meta)
+        return BuildOutcome(artifact, cases, exit_code, adir, bdir)
+
+    try:
+        ksource.prepare(tree)
+        apply_case, commit = kseries.apply_series(tree.repo, tree.base, series)
+        cases.append(apply_case)
+        if apply_case.status is not Status.PASSED:
+            cases.append(CaseResult("build", Status.SKIPPED, classname="kernel",
+                                    message="the series does not apply"))
+            return finish("apply-failed", EXIT_TESTS_FAILED)
+        meta["tree_commit"] = commit
+
+        start = time.monotonic()
+        log = adir / "build.log"
+        log.write_text("")
+        cfg = kconfig.make_config(kb, fragments, log=log)
+        meta["config_sha256"] = cfg.sha
+        made = b.run_make(kb, tree_id=tree.tree_id, log=log, progress=progress,
+                          title=f"building {tree.tree_id}")
+        commands = [f"git -C {shlex.quote(str(tree.repo))} checkout --detach {commit}",
+                    *[b.shell_line(kb.argv(t, parallel=False)) for t in kconfig.BASE_TARGETS],
+                    f"# merge kernels/fragments ({', '.join(f.name for f in fragments)}) "
+                    f"into {bdir}/.config",
+                    b.shell_line(kb.argv("olddefconfig", parallel=False)), *made.commands]
+        meta["reproduce"]["commands"] = commands
+        if not made.ok:
+            cases.append(_case("build", Status.FAILED, start,
+                               message=(made.errors[0] if made.errors else "make failed")[:200],
+                               details="\n".join(made.errors)
+                               + f"\n\nfull log: {log}\nbuild directory kept: {bdir}",
+                               kind="build", properties={"build_dir": str(bdir),
+                                                         "log": str(log)}))
+            return finish(b.STATE_FAILED, EXIT_TESTS_FAILED, errors=made.errors,
+                          make_seconds=round(made.seconds, 1))
+        release = kb.release()
+        meta["release"] = release
+        b.copy_outputs(kb, adir)
+        r, cmd = b.install_modules(kb, adir, log)
+        commands.append(cmd)
+        if r is not None and not r.ok:
+            cases.append(_case("build", Status.FAILED, start, message="modules_install failed",
+                               details=r.tail(30), kind="build"))
+            return finish(b.STATE_FAILED, EXIT_TESTS_FAILED)
+        gup, gr, gcmd = b.build_gup_test(kb, log)
+        if gcmd:
+            commands.append(gcmd)
+        if gup is not None:
+            shutil.copyfile(gup, adir / "gup_test")
+            (adir / "gup_test").chmod(0o755)
+        meta["gup_test"] = "gup_test" if gup is not None else None
+        if gr is not None and not gr.ok:
+            meta["gup_test_error"] = gr.tail(10)
+        artifact = KernelArtifact.from_dir(adir)
+        cases.append(_case("build", Status.PASSED, start, message=f"built {release}",
+                           properties={"artifact": str(adir), "release": release,
+                                       "make_seconds": f"{made.seconds:.1f}"}))
+        return finish(b.STATE_DONE, EXIT_OK, artifact, make_seconds=round(made.seconds, 1),
+                      total_seconds=round(time.monotonic() - start, 1))
+    except LabError as e:
+        meta["error"] = str(e)
+        meta.update(state=b.STATE_FAILED)
+        b.write_json(meta_path, meta)
+        raise
+    except BaseException:
+        meta.update(state=b.STATE_FAILED, error="interrupted")
+        b.write_json(meta_path, meta)
+        raise

@@ -1,0 +1,98 @@
+"""`lab build` and `lab test-patch`: argument parsing and printing only; the
+work is in lab.kernel.api (and lab.runner for the workloads)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from ..errors import EXIT_OK, EXIT_TESTS_FAILED, UserError
+from ..paths import PROJECT_ROOT
+from ..results import Status
+from .spec import DEFAULT_FRAGMENTS, BuildSpec
+
+DEFAULT_JOBS = ("jobs/gup.yaml", "jobs/smoke.yaml")
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser(
+        "build", help="build a kernel from a tree plus a patch series",
+        description="Build a kernel (cached) and print its artifact directory. "
+                    "Exit 0 built, 1 the series does not apply or the build failed, "
+                    "3 bad input.")
+    _source_args(p)
+    p.add_argument("--no-progress", action="store_true", help="no live progress display")
+    p.set_defaults(func=build_handler)
+
+    t = subparsers.add_parser(
+        "test-patch", help="build a tree plus a series, then run the default workload job",
+        description="Build the kernel, boot it and run the default workload job "
+                    f"({' or '.join(DEFAULT_JOBS)}) with it; JUnit includes the apply and "
+                    "build cases.")
+    t.add_argument("--tree", required=True, type=Path, help="kernel git repository")
+    t.add_argument("--ref", help="branch, tag or commit (default HEAD)")
+    t.add_argument("--series", required=True, action="append", metavar="S",
+                   help="mbox, directory of patches, patch file or git range A..B "
+                        "(repeat for a list of patch files)")
+    t.add_argument("--fragment", action="append", metavar="F",
+                   help=f"config fragment (default: {' '.join(DEFAULT_FRAGMENTS)})")
+    t.add_argument("--job", type=Path, help="workload job file (default: "
+                   f"{' if it exists, else '.join(DEFAULT_JOBS)})")
+    t.add_argument("-o", "--out", type=Path, help="results directory (default runs/<id>)")
+    t.add_argument("--no-progress", action="store_true", help="no live progress display")
+    t.set_defaults(func=test_patch_handler)
+
+
+def _source_args(p: argparse.ArgumentParser) -> None:
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("--tree", type=Path, help="kernel git repository (never modified)")
+    src.add_argument("--linux-source", action="store_true",
+                     help="Debian's /usr/src/linux-source-*.tar.xz")
+    p.add_argument("--ref", help="branch, tag or commit of --tree (default HEAD)")
+    p.add_argument("--series", action="append", default=[], metavar="S",
+                   help="mbox, directory of patches, patch file or git range A..B; repeat "
+                        "for a list of patch files (together one series)")
+    p.add_argument("--fragment", action="append", metavar="F",
+                   help="config fragment: a name in kernels/fragments or a path "
+                        f"(default: {' '.join(DEFAULT_FRAGMENTS)})")
+
+
+def spec_from_args(args) -> BuildSpec:
+    if getattr(args, "ref", None) and not getattr(args, "tree", None):
+        raise UserError("--ref needs --tree", field="--ref")
+    return BuildSpec(tree=args.tree, ref=args.ref,
+                     linux_source=bool(getattr(args, "linux_source", False)),
+                     series=tuple(args.series or ()),
+                     fragments=tuple(args.fragment) if args.fragment else DEFAULT_FRAGMENTS)
+
+
+def report_failure(cases, stream=sys.stderr) -> None:
+    for c in cases:
+        if c.status is Status.FAILED:
+            print(f"lab: {c.name} failed: {c.message}", file=stream)
+            if c.details:
+                print(c.details, file=stream)
+
+
+def build_handler(args) -> int:
+    from .api import build_kernel
+    outcome = build_kernel(spec_from_args(args), progress=not args.no_progress)
+    if outcome.exit_code != EXIT_OK:
+        report_failure(outcome.cases)
+        return outcome.exit_code
+    print(outcome.artifact_dir)
+    return EXIT_OK
+
+
+def default_job() -> Path:
+    for rel in DEFAULT_JOBS:
+        for base in (Path.cwd(), PROJECT_ROOT):
+            if (base / rel).exists():
+                return base / rel
+    raise UserError(f"no default job: none of {', '.join(DEFAULT_JOBS)} exists; give --job",
+                    field="--job")
+
+
+def test_patch_handler(args) -> int:
+    raise NotImplementedError

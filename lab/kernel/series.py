@@ -1,0 +1,334 @@
+"""Patch series: parsed by their subjects, checked, hashed, applied.
+
+A series comes from an mbox file, a directory of `git format-patch` files,
+a list of patch files, or a git range (`base..tip` in the source repository).
+Its patches are ordered by the `n/m` of their subjects (`[PATCH v5 2/3] ...`);
+a cover letter (0/m) is dropped; missing and duplicate patches are errors.
+A series is identified by a hash of its patches (subject and diff), not by a
+file name, so a resend with new dates is the same series.
+
+Parsing is pure (`parse_messages`, `check`); `load_series` reads files and
+`apply_series` runs `git am` in lab's own repository.
+"""
+
+from __future__ import annotations
+
+import email
+import email.policy
+import hashlib
+import re
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..errors import UserError
+from ..results import CaseResult, Status
+from . import source
+
+# the "From " line git format-patch and mail archives put before each message
+_FROM_LINE = re.compile(rb"^From \S+ +\w{3} \w{3} +\d+ \d+:\d+:\d+ \d{4}\s*$", re.M)
+_PREFIX = re.compile(r"^\s*\[([^\]]*)\]\s*")
+_NUM = re.compile(r"^(\d+)/(\d+)$")
+_VERSION = re.compile(r"^[vV](\d+)$")
+_DIFF_START = re.compile(rb"^(diff --git |--- \S|Index: )", re.M)
+PATCH_SUFFIXES = (".patch", ".diff", ".mbox", ".mbx", ".eml")
+
+
+@dataclass(frozen=True)
+class Patch:
+    subject: str         # the full Subject: header
+    title: str           # the subject without its [PATCH ...] prefix
+    number: int | None   # n of n/m, None when unnumbered
+    total: int | None    # m of n/m
+    version: int         # vN, 1 when absent
+    origin: str          # "file" or "file#k" (k-th message of an mbox)
+    raw: bytes           # the message as git am reads it (with a From line)
+    diff: bytes          # the diff part
+
+    @property
+    def label(self) -> str:
+        n = f" {self.number}/{self.total}" if self.number is not None else ""
+        v = f" v{self.version}" if self.version > 1 else ""
+        return f"[PATCH{v}{n}] {self.title}"
+
+
+@dataclass(frozen=True)
+class Series:
+    patches: tuple[Patch, ...]
+    sources: tuple[str, ...]
+    hash: str
+    cover: str = ""      # the cover letter's title, if any
+
+    @property
+    def subjects(self) -> list[str]:
+        return [p.label for p in self.patches]
+
+    @property
+    def name(self) -> str:
+        if self.cover:
+            return self.cover
+        first = self.patches[0]
+        more = f" (+{len(self.patches) - 1} more)" if len(self.patches) > 1 else ""
+        return first.title + more
+
+
+# --- pure -------------------------------------------------------------------
+
+def split_mbox(data: bytes) -> list[bytes]:
+    """Messages of an mbox; a file without From lines is one message."""
+    starts = [m.start() for m in _FROM_LINE.finditer(data)]
+    if not starts:
+        return [data] if data.strip() else []
+    if data[:starts[0]].strip():
+        starts.insert(0, 0)
+    ends = starts[1:] + [len(data)]
+    return [data[s:e] for s, e in zip(starts, ends) if data[s:e].strip()]
+
+
+def parse_subject(subject: str) -> tuple[str, int | None, int | None, int, bool]:
+    """'[RFC][PATCH v5 2/3] mm: x' -> ('mm: x', 2, 3, 5, is_patch_prefix)."""
+    subject = " ".join(subject.split())
+    number = total = None
+    version = 1
+    tagged = False
+    rest = subject
+    while True:
+        m = _PREFIX.match(rest)
+        if not m:
+            break
+        for tok in m.group(1).replace(",", " ").split():
+            if tok.upper() in ("PATCH", "RFC", "RESEND") or tok.upper().startswith("PATCH"):
+                tagged = True
+            if (n := _NUM.match(tok)):
+                number, total = int(n.group(1)), int(n.group(2))
+            elif (v := _VERSION.match(tok)):
+                version = int(v.group(1))
+        rest = rest[m.end():]
+    return rest.strip(), number, total, version, tagged
+
+
+def parse_message(raw: bytes, origin: str) -> Patch | None:
+    """One message -> a Patch, or None for a message with no diff (cover letter)."""
+    body_start = raw.find(b"\n") + 1 if raw.startswith(b"From ") else 0
+    msg = email.message_from_bytes(raw[body_start:], policy=email.policy.default)
+    subject = str(msg.get("Subject", "") or "").strip()
+    dm = _DIFF_START.search(raw)
+    if dm is None:
+        return None
+    diff = raw[dm.start():]
+    # drop the trailing "-- \n2.39.5" signature git format-patch adds
+    diff = re.split(rb"^-- \n", diff, maxsplit=1, flags=re.M)[0]
+    title, number, total, version, _ = parse_subject(subject)
+    if not raw.startswith(b"From "):
+        raw = b"From 0000000000000000000000000000000000000000 Mon Sep 17 00:00:00 2001\n" + raw
+    if not subject:
+        title = origin
+    return Patch(subject=subject, title=title, number=number, total=total, version=version,
+                 origin=origin, raw=raw, diff=diff)
+
+
+def series_hash(patches: list[Patch] | tuple[Patch, ...]) -> str:
+    h = hashlib.sha256(b"lab-series-v1\n")
+    for p in patches:
+        h.update(p.title.encode() + b"\n")
+        h.update(hashlib.sha256(p.diff).digest())
+    return h.hexdigest()[:16]
+
+
+def check(patches: list[Patch], covers: list[tuple[str, str]], where: str) -> Series:
+    """Order by n/m, refuse missing or duplicate patches or mixed versions."""
+    if not patches:
+        raise UserError("holds no patch (no message with a diff)", file=where)
+    versions = sorted({p.version for p in patches})
+    if len(versions) > 1:
+        raise UserError("mixes versions " + ", ".join(f"v{v}" for v in versions)
+                        + " of a series (give one version)", file=where)
+    numbered = [p for p in patches if p.number is not None]
+    if numbered:
+        if len(numbered) != len(patches):
+            loose = [p.origin for p in patches if p.number is None]
+            raise UserError("mixes numbered and unnumbered patches (unnumbered: "
+                            + ", ".join(loose) + ")", file=where)
+        totals = sorted({p.total for p in numbered})
+        if len(totals) > 1:
+            raise UserError("patches belong to series of different lengths (" +
+                            ", ".join(f"n/{t}" for t in totals) + ")", file=where)
+        total = totals[0]
+        seen: dict[int, Patch] = {}
+        problems = []
+        for p in numbered:
+            if p.number in seen:
+                problems.append(f"duplicate patch {p.number}/{total}: '{seen[p.number].title}' "
+                                f"({seen[p.number].origin}) and '{p.title}' ({p.origin})")
+            elif p.number < 1 or p.number > total:
+                problems.append(f"patch number {p.number}/{total} out of range ({p.origin})")
+            else:
+                seen[p.number] = p
+        missing = [n for n in range(1, total + 1) if n not in seen]
+        if missing:
+            problems.append("missing patch(es) " + ", ".join(f"{n}/{total}" for n in missing))
+        if problems:
+            raise UserError("; ".join(problems), file=where)
+        ordered = [seen[n] for n in range(1, total + 1)]
+    else:
+        ordered = list(patches)
+        byhash: dict[bytes, Patch] = {}
+        for p in ordered:
+            k = hashlib.sha256(p.diff).digest()
+            if k in byhash:
+                raise UserError(f"duplicate patch: '{p.title}' ({p.origin}) has the same diff "
+                                f"as '{byhash[k].title}' ({byhash[k].origin})", file=where)
+            byhash[k] = p
+    cover = covers[0][0] if covers else ""
+    return Series(patches=tuple(ordered), sources=(), hash=series_hash(ordered), cover=cover)
+
+
+def parse_messages(messages: list[tuple[bytes, str]], where: str) -> Series:
+    patches, covers = [], []
+    for raw, origin in messages:
+        p = parse_message(raw, origin)
+        if p is not None:
+            patches.append(p)
+        else:
+            msg = email.message_from_bytes(raw, policy=email.policy.default)
+            subj = str(msg.get("Subject", "") or "")
+            title, number, _, _, _ = parse_subject(subj)
+            if number == 0 or subj:
+                covers.append((title, origin))
+    return check(patches, covers, where)
+
+
+# --- reading series ---------------------------------------------------------
+
+def is_range(s: str) -> bool:
+    return ".." in s and not Path(s).exists()
+
+
+def _read_file(p: Path, where: str) -> list[tuple[bytes, str]]:
+    try:
+        data = p.read_bytes()
+    except OSError as e:
+        raise UserError(f"cannot read series file {p}: {e.strerror}", file=where) from e
+    msgs = split_mbox(data)
+    if len(msgs) == 1:
+        return [(msgs[0], str(p))]
+    return [(m, f"{p}#{i}") for i, m in enumerate(msgs, 1)]
+
+
+def messages_of(entry: str, repo: Path | None, *, file: str = "",
+                field: str = "series") -> list[tuple[bytes, str]]:
+    """The messages one series entry (file, directory or git range) holds."""
+    where = file or entry
+    if is_range(entry):
+        if repo is None:
+            raise UserError(f"'{entry}' looks like a git range, but the source is not a git "
+                            "tree (valid: an mbox, a directory of patches, patch files)",
+                            file=file or None, field=field)
+        r = source.git(repo, "format-patch", "--stdout", "--no-signature", entry, check=False)
+        if not r.ok:
+            raise UserError(f"git range '{entry}' is not valid in {repo}: {r.tail(3)}",
+                            file=file or None, field=field)
+        return [(m, f"{entry}#{i}") for i, m in enumerate(split_mbox(r.stdout.encode()), 1)]
+    p = Path(entry).expanduser()
+    if p.is_dir():
+        files = sorted(f for f in p.iterdir() if f.is_file() and f.suffix in PATCH_SUFFIXES)
+        if not files:
+            raise UserError(f"directory {p} holds no patch file ({', '.join(PATCH_SUFFIXES)})",
+                            file=file or str(p), field=field if file else None)
+        out = []
+        for f in files:
+            out.extend(_read_file(f, where))
+        return out
+    if not p.exists():
+        raise UserError(f"series {p} does not exist (valid: an mbox file, a directory of "
+                        "git format-patch files, patch files, or a git range A..B)",
+                        file=file or None, field=field)
+    return _read_file(p, where)
+
+
+def load_series(entries: tuple[str, ...] | list[str], repo: Path | None = None, *,
+                file: str = "", field: str = "series") -> Series | None:
+    """All entries together form one series (a list of patch files, an mbox,
+    a directory, a range); None when there are none."""
+    if not entries:
+        return None
+    messages = []
+    for e in entries:
+        got = messages_of(e, repo, file=file, field=field)
+        if not any(_DIFF_START.search(raw) for raw, _ in got):
+            raise UserError(f"{e} holds no patch (no message with a diff)",
+                            file=file or e, field=field if file else None)
+        messages.extend(got)
+    where = file or (entries[0] if len(entries) == 1 else ", ".join(entries))
+    s = parse_messages(messages, where)
+    return Series(patches=s.patches, sources=tuple(entries), hash=s.hash, cover=s.cover)
+
+
+# --- applying ---------------------------------------------------------------
+
+def applied_ref(base: str, series: Series) -> str:
+    return f"refs/lab/applied/{base[:16]}-{series.hash}"
+
+
+_FAILED_AT = re.compile(r"Patch failed at (\d+) (.*)")
+
+
+def apply_series(repo: Path, base: str, series: Series | None) -> tuple[CaseResult, str]:
+    """Check out base and `git am` the series in lab's repository.
+
+    Returns the "apply" case and the resulting commit. The result of a
+    successful apply is kept under refs/lab/applied/, so applying the same
+    series again is a checkout (only the differing files are rewritten)."""
+    start = time.monotonic()
+    name = "apply"
+    if series is None:
+        source.checkout(repo, base)
+        return CaseResult(name, Status.PASSED, time.monotonic() - start, classname="kernel",
+                          message="no series: base tree"), base
+    props = {"series_hash": series.hash, "patches": str(len(series.patches))}
+    ref = applied_ref(base, series)
+    r = source.git(repo, "rev-parse", "--verify", "--quiet", ref, check=False)
+    if r.ok and r.stdout.strip():
+        commit = r.stdout.strip()
+        source.checkout(repo, commit)
+        return CaseResult(name, Status.PASSED, time.monotonic() - start, classname="kernel",
+                          message=f"{len(series.patches)} patch(es) applied (recorded)",
+                          output="\n".join(series.subjects), properties=props), commit
+    source.checkout(repo, base)
+    with tempfile.TemporaryDirectory(prefix="lab-series-") as td:
+        mbox = Path(td) / "series.mbox"
+        mbox.write_bytes(b"".join(p.raw if p.raw.endswith(b"\n") else p.raw + b"\n"
+                                  for p in series.patches))
+        r = source.git(repo, "am", "--quiet", "--keep-cr", "--no-3way", str(mbox), check=False,
+                       env={"GIT_COMMITTER_DATE": "2000-01-01T00:00:00Z"})
+        if r.ok:
+            commit = source.head(repo)
+            source.git(repo, "update-ref", ref, commit)
+            return CaseResult(name, Status.PASSED, time.monotonic() - start, classname="kernel",
+                              message=f"{len(series.patches)} patch(es) applied",
+                              output="\n".join(series.subjects), properties=props), commit
+        am_out = (r.stdout + r.stderr).strip()
+        m = _FAILED_AT.search(am_out)
+        idx = int(m.group(1)) - 1 if m else 0
+        failed = series.patches[min(idx, len(series.patches) - 1)]
+        pfile = Path(td) / "failed.patch"
+        pfile.write_bytes(failed.raw)
+        rej = source.git(repo, "apply", "--reject", "--verbose", str(pfile), check=False)
+        hunks = _hunk_report(rej.stdout + rej.stderr)
+        source.git(repo, "am", "--abort", check=False)
+        source.git(repo, "reset", "--quiet", "--hard", base, check=False)
+        source.git(repo, "clean", "-fdxq", check=False)
+    props["failed_patch"] = failed.label
+    details = (f"{failed.label} ({failed.origin}) does not apply to {base[:12]}\n\n"
+               f"failed hunks:\n{hunks}\n\ngit am said:\n{am_out}")
+    return CaseResult(name, Status.FAILED, time.monotonic() - start, classname="kernel",
+                      message=f"patch {idx + 1}/{len(series.patches)} does not apply: "
+                              f"{failed.label}",
+                      details=details, properties=props, kind="apply"), ""
+
+
+def _hunk_report(text: str) -> str:
+    keep = [line for line in text.splitlines()
+            if re.match(r"(Checking patch|Applying patch|Rejected hunk|Hunk #|error:)", line)]
+    return "\n".join("  " + line for line in keep) or "  (git apply gave no hunk details)"

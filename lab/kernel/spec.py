@@ -1,0 +1,112 @@
+"""What to build: a source (git tree + ref, or Debian's linux-source tarball),
+a patch series and config fragments. Validated from a job-file block:
+
+    build: {tree: ~/linux, ref: v6.1, series: kernels/series/gup.mbox,
+            fragments: [lab, debug]}
+    build: {linux_source: true, fragments: [lab]}
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..errors import UserError
+
+DEFAULT_FRAGMENTS = ("lab", "debug")
+_KEYS = {
+    "tree": "path of a kernel git repository",
+    "ref": "branch, tag or commit of that repository (default HEAD)",
+    "linux_source": "true: build Debian's linux-source tarball",
+    "series": "mbox, directory of patches, patch file, git range A..B, or a list of these",
+    "fragments": "list of config fragments: names in kernels/fragments or paths",
+}
+
+
+@dataclass(frozen=True)
+class BuildSpec:
+    tree: Path | None = None
+    ref: str | None = None
+    linux_source: bool = False
+    series: tuple[str, ...] = ()
+    fragments: tuple[str, ...] = DEFAULT_FRAGMENTS
+
+    def __post_init__(self):
+        if self.tree is not None and self.linux_source:
+            raise UserError("give either tree or linux_source, not both", field="tree")
+        if self.tree is None and not self.linux_source:
+            raise UserError("a build needs a source: tree: PATH or linux_source: true",
+                            field="tree")
+        if self.ref is not None and self.tree is None:
+            raise UserError("ref needs tree (the linux-source tarball has no refs)",
+                            field="ref")
+
+    @classmethod
+    def from_dict(cls, d: dict, *, file: str, field: str) -> "BuildSpec":
+        if not isinstance(d, dict):
+            raise UserError(f"must be a mapping with keys {', '.join(_KEYS)}", file=file,
+                            field=field)
+        unknown = sorted(set(d) - set(_KEYS))
+        if unknown:
+            valid = "; ".join(f"{k} ({v})" for k, v in _KEYS.items())
+            raise UserError(f"unknown key(s) {', '.join(map(str, unknown))}; valid: {valid}",
+                            file=file, field=f"{field}.{unknown[0]}")
+
+        def sub(k: str) -> str:
+            return f"{field}.{k}"
+
+        tree = d.get("tree")
+        if tree is not None and not isinstance(tree, str):
+            raise UserError(f"must be a path string, not {type(tree).__name__}", file=file,
+                            field=sub("tree"))
+        ref = d.get("ref")
+        if ref is not None:
+            if isinstance(ref, (int, float)) and not isinstance(ref, bool):
+                ref = str(ref)
+            if not isinstance(ref, str) or not ref:
+                raise UserError("must be a branch, tag or commit (a string)", file=file,
+                                field=sub("ref"))
+        ls = d.get("linux_source", False)
+        if not isinstance(ls, bool):
+            raise UserError("must be true or false", file=file, field=sub("linux_source"))
+        series = _str_list(d.get("series"), file, sub("series"))
+        fragments = _str_list(d.get("fragments"), file, sub("fragments"))
+        if "fragments" in d and not fragments:
+            raise UserError("must name at least one fragment (e.g. [lab])", file=file,
+                            field=sub("fragments"))
+        base = Path(file).parent if file else Path(".")
+        tree_path = _rel(tree, base) if tree else None
+        series = tuple(s if ".." in s and not _rel(s, base).exists() else str(_rel(s, base))
+                       for s in series)
+        fragments = tuple(str(_rel(f, base)) if ("/" in f or f.endswith(".config")) else f
+                          for f in fragments)
+        try:
+            return cls(tree=tree_path, ref=ref, linux_source=ls, series=series,
+                       fragments=fragments or DEFAULT_FRAGMENTS)
+        except UserError as e:
+            raise UserError(str(e).split(": ", 1)[-1], file=file,
+                            field=f"{field}.{e.field}" if e.field else field) from None
+
+    def describe(self) -> str:
+        src = f"{self.tree}@{self.ref or 'HEAD'}" if self.tree else "linux-source"
+        s = f" + {', '.join(self.series)}" if self.series else ""
+        return f"{src}{s} [{', '.join(self.fragments)}]"
+
+
+def _str_list(v, file: str, field: str) -> tuple[str, ...]:
+    if v is None:
+        return ()
+    if isinstance(v, str):
+        return (v,)
+    if isinstance(v, list) and all(isinstance(x, str) and x for x in v):
+        return tuple(v)
+    raise UserError("must be a string or a list of strings", file=file, field=field)
+
+
+def _rel(p: str, base: Path) -> Path:
+    """A relative path is taken from the job file's directory when it exists
+    there, else from the current directory."""
+    path = Path(p).expanduser()
+    if path.is_absolute() or not (base / path).exists():
+        return path
+    return base / path

@@ -1,0 +1,2 @@
+/* fake */
+int virtblk_probe(void) { return 0; }
