@@ -1,0 +1,216 @@
+"""Stack frames: which function a report is about.
+
+A report's title names the first frame that is not machinery: not the code
+that prints the report (dump_stack, __warn, kasan_report), takes locks,
+schedules, allocates, copies memory or tears devices down. ``SKIP`` lists
+that machinery by category; a format may add its own patterns.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from functools import lru_cache
+
+from lab.kernellog.patterns import STACK, StackRule, rx
+
+_REPORTING = (
+    "__sanitizer", "__asan", "kasan", "hwasan", "__msan", "kmsan", "kcsan_setup_watchpoint",
+    "check_memory_region", "check_heap_object", "check_object", "read_word_at_a_time",
+    "(?:read|write)_once_.*nocheck", "print_address_description", "panic", "invalid_op", "report_bug",
+    "fixup_bug", "print_report", "print_usage_bug", "do_error", "_trap$|do_trap", "show_stack",
+    "dump_stack", "walk_stack", "dump_backtrace", "warn_slowpath", "warn_alloc", "warn_bogus", "__warn",
+    "debug_object", "timer_is_static_object", "work_is_static_object", "print_tainted", "^get_taint$",
+    "__fortify_report", "assertfail", "hex_dump_to_buffer", "print_hex_dump", "stack_trace_consume_entry",
+    "arch_stack_walk", "stack_trace_save", "printk", "va_format", "snprintf", "scnprintf", "kv?asprintf",
+    "string", "pointer", "dev_(?:info|notice|warn|err|alert|crit|emerg)", "program_check_(?:exception|common)",
+    "perf_trace", "__phys_addr",
+)
+_LOCKING = (
+    "lockdep", "print_unlock", "imbalance_bug", "bh_enable", "bh_disable", "lock_acquire", "lock_release",
+    "lock_class", "mark_lock", "(?:reacquire|mark)_held_locks", "raw_spin_rq", "spin_lock", "spin_trylock",
+    "spin_unlock", "read_lock", "read_trylock", "write_lock", "write_trylock", "read_unlock", "write_unlock",
+    "^down$", "down_read", "down_write", "down_trylock", "up_read", "up_write", "^mutex_", "^__mutex_",
+    "^rt_mutex_", "owner_on_cpu", "osq_lock", "osq_unlock", "(?:trace|lockdep)_(?:hard|soft)irq",
+    "^(?:un)?lock_page", "lock_timer_base",
+    "atomic(?:64)?_(?:dec|inc|read|set|or|xor|and|add|sub|fetch|xchg|cmpxchg|try)",
+    "(?:set|clear|change|test)_bit", "^refcount_", "^kref_", "ref_tracker", "seqprop_assert",
+)
+_SCHEDULING = (
+    "__wake_up", "^complete$", "wait_for_completion", "finish_wait", "kthread_stop", "__might_resched",
+    "might_sleep", "might_fault", "del_timer", "flush_work", "__cancel_work_timer", "cancel_work_sync",
+    "try_to_grab_pending", "flush_workqueue", "drain_workqueue", "destroy_workqueue", "queue_work",
+    "insert_work", "__queue_delayed_work", "queue_delayed_work_on", "__timer_delete_sync",
+    "sk_stop_timer_sync", "__mod_timer",
+)
+_ALLOCATION = (
+    "alloc_page", "k?v?(?:m|z|c)alloc", "krealloc", "kmem_cache", "allocate_slab", "slab_",
+    "__alloc_frozen_pages_noprof", "folio_(?:alloc|unlock)", "filemap_alloc_folio", "__filemap_get_folio",
+    "find_or_create_page", "do_read_cache_folio", "read_cache_page", "pagecache_get_page",
+    "grab_cache_page_write_begin", "^kv?free$", "kfree_skb", "ida_free",
+)
+_MEMORY_HELPERS = (
+    "memcpy", "memcmp", "memset", "memchr", "memmove", "memdup", "strcmp", "strncmp", "strcpy", "strlcpy",
+    "strncpy", "strscpy", "strlen", "strstr", "strnstr", "strnlen", "strchr", "strdup", "strndup",
+    "copy_to_user", "copy_from_user", "copy_to_iter", "copy_from_iter", "copy_page_to_iter",
+    "copy_page_from_iter", "copy_folio_to_iter", "^copyin$", "^copyout$", "put_user", "get_user",
+    "list_add", "list_del", "list_replace", "list_move", "list_splice", "^rb_", "^__rb_",
+    "_indirect_thunk_", "^crc\\d+", "crc_itu_t", "(?:read|write)[bwlq]$", "logic_in", "logic_out",
+    "xas_(?:start|load|find)", "rhashtable_lookup", "extract_(?:user|iter)_to_sg",
+)
+_TEARDOWN = (
+    "kobject_", "add_uevent_var", "get_device_parent", "device_add", "device_del", "device_unregister",
+    "device_destroy", "device_release", "devres_release_all", "^put_device$", "^klist_", "hwrng_unregister",
+    "i2c_del_adapter", "__unregister_client", "device_for_each_child", "rollback_registered",
+    "unregister_netdev", "sysfs_remove", "device_remove_file", "tty_unregister_device", "dummy_urb_enqueue",
+    "usb_kill_urb", "usb_kill_anchored_urbs", "usb_control_msg", "usb_hcd_submit_urb", "usb_submit_urb",
+    "^iput$", "^iput_final$", "^ihold$", "drop_nlink", "dput", "find_lock_entries",
+    "truncate_inode_pages_range", "cleanup_srcu_struct",
+)
+# WARN_ONs that catch a caller's misuse: the caller is the culprit.
+_MISUSE_CHECKS = ("mark_buffer_dirty",)
+_FAULT_PATH = ("do_(?:kernel|translation)_fault", "do_mem_abort", "el1_abort", "el1h_64_sync(?:_handler)?")
+
+SKIP = _REPORTING + _LOCKING + _SCHEDULING + _ALLOCATION + _MEMORY_HELPERS + _TEARDOWN + _MISUSE_CHECKS + _FAULT_PATH
+
+# Syscall entry wrappers differ by architecture and kernel version.
+_SYSCALL_PREFIXES = ("SYSC_", "SyS_", "sys_", "__x64_", "__ia32_", "__arm64_", "____sys_", "___sys_",
+                     "__sys_", "__se_", "__se_sys_", "__do_sys_", "compat_SYSC_", "compat_SyS_", "ksys_")
+
+# "  [<ffffffff81234567>] func+0x1/0x2" or "  func.isra.0+0x1/0x2"; arm: "[<c01>] (f) from [<c02>] (g+0x..".
+_FRAME = rx(r"^ *(?:{PC} ){0,2}{FUNC}")
+_ARM_FRAME = rx(r"^ *{PC} \(([a-zA-Z0-9_.]+)\) from {PC} \({FUNC}")
+FRAME_LINE = re.compile(_FRAME.pattern + "|" + _ARM_FRAME.pattern)
+# Lines that start a (new) stack trace.
+STACK_START = re.compile(r"Call (?:T|t)race|Allocated:|Allocated by task [0-9]+:|Freed:|Freed by task [0-9]+:"
+                         r"|[^k] backtrace(?: \(crc [0-9a-f]*\))?:|Backtrace:|Uninit was stored to memory at")
+# Fault injection prints its own stack in the middle of reports.
+_FAULT_INJECTION = re.compile(r"^(?: \[<?(?:0x)?[0-9a-f]+>?\])? should_fail(?:slab)?(?:\.[a-z0-9.]+)?\+0x")
+
+# Stalls and lockups loop across several functions; the report names the
+# caller of the first dispatcher below instead of where the loop was hit.
+_STALL_ANCHORS = re.compile("|".join((
+    "process_one_work", "do_syscall_", "do_fast_syscall_", "sysenter_dispatch", "tracesys_phase2",
+    "el0_svc_handler", "invoke_syscall", "ret_fast_syscall", "netif_receive_skb", "do_softirq",
+    "call_timer_fn", "_run_timers", "run_timer_softirq", "hrtimer_run", "run_ksoftirqd",
+    "smpboot_thread_fn", "^kthread$", "start_secondary", "cpu_startup_entry", "ret_from_fork",
+    "vfs_write", "vfs_read", "vfs_iter_read", "vfs_iter_write", "do_iter_read", "do_iter_write",
+    "call_read_iter", "call_write_iter", "new_sync_read", "new_sync_write", "vfs_ioctl", "ksys_ioctl",
+    "compat_ioctl", "compat_sys_ioctl", "blkdev_driver_ioctl", "blkdev_ioctl", "do_iter_readv_writev",
+    "^call_mmap", "mmap_region", "do_mmap", "do_dentry_open", "vfs_open",
+    "^sock_sendmsg", "^sock_recvmsg", "^sock_release", "^__sock_release", "^setsockopt$",
+    "kernel_setsockopt", "sock_common_setsockopt", "^listen$", "kernel_listen", "sk_common_release",
+    "^sock_mmap", "^accept$", "kernel_accept", "^sock_do_ioctl", "^sock_ioctl", "^compat_sock_ioctl",
+    "^nfnetlink_rcv_msg", "^rtnetlink_rcv_msg", "^netlink_dump", "^(?:sys_)?(?:socketpair|connect|ioctl)",
+    "__do_fault", "do_page_fault", "^page_fault$", "__fput", "task_work_run", "exit_to_usermode",
+    "smp_call_function", "tasklet_action", "tasklet_hi_action",
+)))
+# A hung task waits in scheduling code; group the common waits, else skip them.
+_HUNG_GROUPS = (("rtnl_lock", None), ("synchronize_rcu", "synchronize_rcu"),
+                ("synchronize_srcu", "synchronize_rcu"), ("synchronize_net", "synchronize_rcu"),
+                ("synchronize_sched", "synchronize_rcu"))
+_HUNG_SKIP = ("sched", "_lock", "_slowlock", "down", "rwsem", "completion", "kthread", "wait",
+              "synchronize", "context_switch", "__switch_to", "cancel_delayed_work", "rcu_barrier")
+
+CORRUPTED = "corrupted"
+
+
+@lru_cache(maxsize=None)
+def _skip_regex(extra: tuple[str, ...]) -> re.Pattern:
+    return re.compile("|".join(SKIP + extra))
+
+
+def strip_syscall_prefix(frame: str) -> str:
+    """"__x64_sys_rmdir" -> "sys_rmdir": the shortest result of removing one prefix."""
+    best = frame
+    for prefix in _SYSCALL_PREFIXES:
+        if frame.startswith(prefix) and len(frame) - len(prefix) < len(best):
+            best = frame[len(prefix):]
+    return best
+
+
+def _pick(frames: list[str], how: str) -> str | None:
+    frames = [strip_syscall_prefix(f) for f in frames]
+    if not frames:
+        return None
+    if how == "stall":
+        prev = frames[0]
+        for frame in frames:
+            if _STALL_ANCHORS.search(frame):
+                return "smp_call_function" if "smp_call_function" in frame else prev
+            prev = frame
+        return None
+    if how == "hung":
+        for frame in frames:
+            for anchor, name in _HUNG_GROUPS:
+                if anchor in frame:
+                    return name or frame
+        return next((f for f in frames if not any(s in f for s in _HUNG_SKIP)), None)
+    return frames[0]
+
+
+def _add(frames: list[str], match: re.Match, skip: re.Pattern) -> None:
+    for name in match.groups():
+        if name and not skip.search(name):
+            frames.append(name)
+
+
+def _walk(lines: Sequence[str], parts: tuple, skip: re.Pattern, how: str) -> tuple[list[str], bool]:
+    """Walk ``parts`` through ``lines``; one picked frame per stack trace part."""
+    picked: list[str] = []
+    frames: list[str] = []
+    ok, traces, pos, index, count = True, 0, 0, 0, len(lines)
+    while True:
+        if index == len(parts) or (parts[index] is STACK and traces):
+            frame = _pick(frames, how)
+            if frame is None:
+                frame, ok = CORRUPTED, False
+            picked.append(frame)
+            frames = []
+        if index == len(parts):
+            return picked, ok
+        part = parts[index]
+        following = parts[index + 1] if index + 1 < len(parts) else None
+        if part is STACK:
+            traces += 1
+            early_exit = following is None and how == "first"
+            while pos < count:
+                line = lines[pos]
+                pos += 1
+                if _FAULT_INJECTION.match(line):
+                    ok = False
+                    break
+                if STACK_START.search(line):
+                    break
+                if following is not None and following is not STACK:
+                    match = following.search(line)
+                    if match:
+                        _add(frames, match, skip)
+                        index += 1
+                        break
+                match = _FRAME.match(line) or _ARM_FRAME.match(line)
+                if match:
+                    _add(frames, match, skip)
+                    if early_exit and frames:
+                        break
+        else:
+            while pos < count:
+                line = lines[pos]
+                pos += 1
+                if _FAULT_INJECTION.match(line):
+                    ok = False
+                    break
+                match = part.search(line)
+                if match:
+                    _add(frames, match, skip)
+                    break
+        index += 1
+
+
+def extract(lines: Sequence[str], rule: StackRule) -> tuple[list[str], bool]:
+    """The frames ``rule`` picks from ``lines``, and False if it found none."""
+    skip = _skip_regex(rule.skip)
+    frames, ok = _walk(lines, rule.parts, skip, rule.pick)
+    if not ok and rule.fallback:
+        frames, ok = _walk(lines, rule.fallback, skip, rule.pick)
+    return frames, ok
