@@ -67,7 +67,8 @@ def spec_from_args(args) -> BuildSpec:
                      fragments=tuple(args.fragment) if args.fragment else DEFAULT_FRAGMENTS)
 
 
-def report_failure(cases, stream=sys.stderr) -> None:
+def report_failure(cases, stream=None) -> None:
+    stream = stream or sys.stderr
     for c in cases:
         if c.status is Status.FAILED:
             print(f"lab: {c.name} failed: {c.message}", file=stream)

@@ -118,7 +118,7 @@ def parse_message(raw: bytes, origin: str) -> Patch | None:
         return None
     diff = raw[dm.start():]
     # drop the trailing "-- \n2.39.5" signature git format-patch adds
-    diff = re.split(rb"^-- \n", diff, maxsplit=1, flags=re.M)[0]
+    diff = re.split(rb"^-- \n", diff, maxsplit=1, flags=re.M)[0].rstrip(b"\n") + b"\n"
     title, number, total, version, _ = parse_subject(subject)
     if not raw.startswith(b"From "):
         raw = b"From 0000000000000000000000000000000000000000 Mon Sep 17 00:00:00 2001\n" + raw

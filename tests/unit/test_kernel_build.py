@@ -1,0 +1,244 @@
+"""build_kernel end to end on the fake kbuild tree: artifacts, metadata,
+the artifact cache (a hit runs no make), incremental builds, failures,
+BuildSpec validation and the `lab build` subcommand."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from lab.errors import UserError
+from lab.kernel import build as kb
+from lab.kernel import command, kbuild
+from lab.kernel.api import build_kernel
+from lab.kernel.source import git_env
+from lab.kernel.spec import BuildSpec
+from lab.results import Status
+
+FAKE = Path(__file__).parent / "data" / "fakekernel"
+
+
+def git(repo: Path, *args: str) -> str:
+    return subprocess.run(["git", "-C", str(repo), *args], check=True, capture_output=True,
+                          text=True, env=git_env()).stdout
+
+
+@pytest.fixture
+def tree(tmp_path, monkeypatch) -> Path:
+    monkeypatch.setenv("LAB_CACHE_DIR", str(tmp_path / "cache"))
+    t = tmp_path / "linux"
+    shutil.copytree(FAKE, t)
+    git(t, "init", "-q", "-b", "master")
+    git(t, "add", "-A")
+    git(t, "commit", "-qm", "base")
+    return t
+
+
+@pytest.fixture
+def fragment(tmp_path) -> str:
+    p = tmp_path / "fake.config"
+    p.write_text("CONFIG_DEBUG_FS=y\nCONFIG_GUP_TEST=y\nCONFIG_VIRTIO_BLK=y\n")
+    return str(p)
+
+
+def patch_file(tree: Path, tmp_path: Path, old: str, new: str, path="mm/gup.c") -> str:
+    git(tree, "checkout", "-qb", f"p{time.monotonic_ns()}")
+    f = tree / path
+    f.write_text(f.read_text().replace(old, new))
+    git(tree, "commit", "-qam", f"{path}: change")
+    out = tmp_path / f"p{time.monotonic_ns()}"
+    git(tree, "format-patch", "-q", "-o", str(out), "HEAD~1..HEAD")
+    git(tree, "checkout", "-q", "master")
+    return str(next(out.glob("*.patch")))
+
+
+def test_build_writes_the_artifact_layout(tree, fragment):
+    o = build_kernel(BuildSpec(tree=tree, fragments=(fragment,)), progress=False)
+    assert o.exit_code == 0, [c.details for c in o.cases]
+    d = o.artifact_dir
+    for name in ("bzImage", "System.map", ".config", "vmlinux", "gup_test", "build.log"):
+        assert (d / name).exists(), name
+    assert (d / "modules/lib/modules/6.1.0-fake/modules.dep").exists()
+    meta = json.loads((d / "metadata.json").read_text())
+    assert meta["state"] == "done" and meta["release"] == "6.1.0-fake"
+    assert meta["commit"] == git(tree, "rev-parse", "HEAD").strip()
+    assert meta["compiler"].startswith("gcc")
+    assert meta["reproduce"]["lab"].startswith("lab build --tree ")
+    assert any("make -C" in c and " all" in c for c in meta["reproduce"]["commands"])
+    art = o.artifact
+    assert art.release == "6.1.0-fake" and art.image == d / "bzImage"
+    assert art.modules_dir == d / "modules/lib/modules/6.1.0-fake"
+    assert [c.name for c in o.cases] == ["apply", "build"]
+    # the build dir is named by tree and config hash, outside the artifact
+    assert o.build_dir.name.startswith("linux-") and (o.build_dir / "vmlinux").exists()
+
+
+def test_cache_hit_runs_no_make(tree, fragment, monkeypatch):
+    first = build_kernel(BuildSpec(tree=tree, fragments=(fragment,)), progress=False)
+
+    def no_make(*a, **kw):
+        raise AssertionError("make ran on a cache hit")
+    monkeypatch.setattr(kbuild.KBuild, "run", no_make)
+    start = time.monotonic()
+    hit = build_kernel(BuildSpec(tree=tree, fragments=(fragment,)), progress=False)
+    assert time.monotonic() - start < 1.0
+    assert hit.cached and hit.artifact_dir == first.artifact_dir and hit.exit_code == 0
+
+
+def test_cache_key_changes_with_series_config_commit(tree, fragment, tmp_path):
+    base = build_kernel(BuildSpec(tree=tree, fragments=(fragment,)), progress=False)
+    p = patch_file(tree, tmp_path, "return 0;", "return 1;")
+    patched = build_kernel(BuildSpec(tree=tree, series=(p,), fragments=(fragment,)),
+                           progress=False)
+    assert patched.artifact_dir != base.artifact_dir
+    assert patched.build_dir == base.build_dir          # same tree + config: reused
+    meta = json.loads((patched.artifact_dir / "metadata.json").read_text())
+    assert meta["series"]["subjects"] == ["[PATCH] mm/gup.c: change"]
+    other = tmp_path / "other.config"
+    other.write_text(Path(fragment).read_text() + "CONFIG_LOCALVERSION=\"-x\"\n")
+    o2 = build_kernel(BuildSpec(tree=tree, fragments=(str(other),)), progress=False)
+    assert o2.build_dir != base.build_dir and o2.artifact.release == "6.1.0-fake-x"
+    a = kb.artifact_key("c1", "s", "h", "gcc 12")
+    assert len({a, kb.artifact_key("c2", "s", "h", "gcc 12"),
+                kb.artifact_key("c1", "s", "h", "gcc 13")}) == 3
+
+
+def test_one_patch_is_an_incremental_build(tree, fragment, tmp_path):
+    build_kernel(BuildSpec(tree=tree, fragments=(fragment,)), progress=False)
+    p = patch_file(tree, tmp_path, "return 0;", "return 1;")
+    o = build_kernel(BuildSpec(tree=tree, series=(p,), fragments=(fragment,)), progress=False)
+    log = (o.artifact_dir / "build.log").read_text()
+    assert "CC      mm/gup.o" in log
+    assert "CC      mm/swap.o" not in log and "CC      kernel/fork.o" not in log
+    assert "return 1;" in (o.artifact_dir / "vmlinux").read_text()
+
+
+def test_series_that_does_not_apply_is_a_failed_case(tree, fragment, tmp_path):
+    p = patch_file(tree, tmp_path, "return 0;", "return 1;")
+    f = tree / "mm/gup.c"
+    f.write_text(f.read_text().replace("return 0;", "return 5;"))
+    git(tree, "commit", "-qam", "upstream moved on")
+    o = build_kernel(BuildSpec(tree=tree, series=(p,), fragments=(fragment,)), progress=False)
+    assert o.exit_code == 1 and o.artifact is None
+    apply, build = o.cases
+    assert apply.status is Status.FAILED and "mm/gup.c: change" in apply.message
+    assert "mm/gup.c" in apply.details
+    assert build.status is Status.SKIPPED
+    meta = json.loads((o.artifact_dir / "metadata.json").read_text())
+    assert meta["state"] == "apply-failed"
+
+
+def test_build_failure_carries_compiler_errors_and_keeps_build_dir(tree, fragment, tmp_path):
+    p = patch_file(tree, tmp_path, "return 0;", "#error pin count went negative\n\treturn 0;",
+                   path="mm/swap.c")
+    o = build_kernel(BuildSpec(tree=tree, series=(p,), fragments=(fragment,)), progress=False)
+    assert o.exit_code == 1
+    build = o.cases[-1]
+    assert build.status is Status.FAILED
+    assert "mm/swap.c:2:2: error: pin count went negative" in build.details
+    assert build.message.startswith("mm/swap.c:2:2: error")
+    assert o.build_dir.is_dir() and str(o.build_dir) in build.details
+    assert json.loads((o.artifact_dir / "metadata.json").read_text())["state"] == "failed"
+    # a failed build is not a cache hit: fixing nothing and retrying builds again
+    again = build_kernel(BuildSpec(tree=tree, series=(p,), fragments=(fragment,)),
+                         progress=False)
+    assert not again.cached and again.exit_code == 1
+
+
+def test_metadata_is_written_before_make(tree, fragment, monkeypatch):
+    seen = {}
+    real = kb.run_make
+
+    def spy(k, **kw):
+        seen.update(json.loads((kw["log"].parent / "metadata.json").read_text()))
+        return real(k, **kw)
+    monkeypatch.setattr(kb, "run_make", spy)
+    build_kernel(BuildSpec(tree=tree, fragments=(fragment,)), progress=False)
+    assert seen["state"] == "building" and seen["config_hash"]
+
+
+def test_error_lines():
+    log = ("  CC      mm/gup.o\nmm/gup.c: In function 'f':\nmm/gup.c:9:3: error: 'x' undeclared\n"
+           "    9 |   x = 1;\n      |   ^\nmake[1]: *** [mm/gup.o] Error 1\n  CC      ok.o\n")
+    lines = kb.error_lines(log)
+    assert lines[:3] == ["mm/gup.c: In function 'f':", "mm/gup.c:9:3: error: 'x' undeclared",
+                         "    9 |   x = 1;"]
+    assert "CC      ok.o" not in "\n".join(lines)
+
+
+# --- bad input ----------------------------------------------------------------
+
+def test_tree_that_is_not_a_git_repository(tmp_path, monkeypatch):
+    monkeypatch.setenv("LAB_CACHE_DIR", str(tmp_path / "cache"))
+    with pytest.raises(UserError, match="is not a git repository"):
+        build_kernel(BuildSpec(tree=tmp_path), progress=False)
+
+
+def test_ref_that_does_not_exist(tree):
+    with pytest.raises(UserError, match="ref 'v9.9' does not exist") as e:
+        build_kernel(BuildSpec(tree=tree, ref="v9.9"), progress=False)
+    assert e.value.field == "ref"
+
+
+def test_spec_from_dict():
+    s = BuildSpec.from_dict({"tree": "/src/linux", "ref": "v6.1", "series": "x.mbox",
+                             "fragments": ["lab", "debug"]}, file="jobs/a.yaml", field="kernel")
+    assert s == BuildSpec(tree=Path("/src/linux"), ref="v6.1", series=("x.mbox",),
+                          fragments=("lab", "debug"))
+    s = BuildSpec.from_dict({"linux_source": True}, file="j.yaml", field="kernel")
+    assert s.linux_source and s.fragments == ("lab", "debug")
+
+
+@pytest.mark.parametrize("block, field, words", [
+    ({"tree": "/x", "refs": "v1"}, "kernel.refs", "valid: tree"),
+    ({"tree": 3}, "kernel.tree", "path string"),
+    ({"linux_source": "yes"}, "kernel.linux_source", "true or false"),
+    ({"tree": "/x", "fragments": "lab"}, None, None),
+    ({"tree": "/x", "fragments": [1]}, "kernel.fragments", "list of strings"),
+    ({"tree": "/x", "linux_source": True}, "kernel.tree", "not both"),
+    ({}, "kernel.tree", "needs a source"),
+    ("tree", "kernel", "mapping"),
+])
+def test_spec_from_dict_errors(block, field, words):
+    if field is None:
+        assert BuildSpec.from_dict(block, file="j.yaml", field="kernel").fragments == ("lab",)
+        return
+    with pytest.raises(UserError) as e:
+        BuildSpec.from_dict(block, file="j.yaml", field="kernel")
+    assert e.value.file == "j.yaml" and e.value.field == field
+    assert words in str(e.value)
+
+
+# --- the subcommand -------------------------------------------------------------
+
+def parse(argv):
+    p = argparse.ArgumentParser(prog="lab")
+    command.register(p.add_subparsers(dest="command", required=True))
+    return p.parse_args(argv)
+
+
+def test_lab_build_prints_the_artifact_dir(tree, fragment, capsys):
+    args = parse(["build", "--tree", str(tree), "--fragment", fragment, "--no-progress"])
+    assert args.func(args) == 0
+    out = capsys.readouterr().out.strip()
+    assert (Path(out) / "bzImage").exists()
+
+
+def test_lab_build_failure_prints_compiler_errors(tree, fragment, tmp_path, capsys):
+    p = patch_file(tree, tmp_path, "return 0;", "#error broken\n\treturn 0;")
+    args = parse(["build", "--tree", str(tree), "--series", p, "--fragment", fragment,
+                  "--no-progress"])
+    assert args.func(args) == 1
+    err = capsys.readouterr().err
+    assert "mm/gup.c:4:2: error: broken" in err
+
+
+def test_lab_build_needs_a_source():
+    with pytest.raises(SystemExit):
+        parse(["build"])
