@@ -242,3 +242,41 @@ def test_lab_build_failure_prints_compiler_errors(tree, fragment, tmp_path, caps
 def test_lab_build_needs_a_source():
     with pytest.raises(SystemExit):
         parse(["build"])
+
+
+# --- test-patch -------------------------------------------------------------------
+
+@pytest.fixture
+def fake_job(tmp_path, monkeypatch):
+    from lab import job as jobmod
+    from lab import runner
+    j = jobmod.Job(name="t", path=tmp_path / "t.yaml", kernel=jobmod.KernelSpec("distro"),
+                   image="debian-bookworm")
+    monkeypatch.setattr(jobmod, "load_job", lambda p: j)
+    calls = []
+
+    def run_job(job, out_dir=None, extra_cases=()):
+        calls.append((job, out_dir, list(extra_cases)))
+        return 0
+    monkeypatch.setattr(runner, "run_job", run_job)
+    return calls
+
+
+def test_test_patch_runs_the_job_with_the_built_kernel(tree, fragment, tmp_path, fake_job):
+    p = patch_file(tree, tmp_path, "return 0;", "return 1;")
+    args = parse(["test-patch", "--tree", str(tree), "--series", p, "--fragment", fragment,
+                  "--job", "t.yaml", "-o", str(tmp_path / "out"), "--no-progress"])
+    assert args.func(args) == 0
+    (job, out, cases), = fake_job
+    assert job.kernel.kind == "artifact" and (job.kernel.path / "bzImage").exists()
+    assert [c.name for c in cases] == ["apply", "build"] and out == tmp_path / "out"
+
+
+def test_test_patch_failure_writes_junit_without_booting(tree, fragment, tmp_path, fake_job):
+    p = patch_file(tree, tmp_path, "return 0;", "#error nope\n\treturn 0;")
+    args = parse(["test-patch", "--tree", str(tree), "--series", p, "--fragment", fragment,
+                  "--job", "t.yaml", "-o", str(tmp_path / "out"), "--no-progress"])
+    assert args.func(args) == 1
+    assert fake_job == []
+    junit = (tmp_path / "out" / "junit.xml").read_text()
+    assert 'name="apply"' in junit and 'name="build"' in junit and "error: nope" in junit
