@@ -9,6 +9,7 @@ that no process outlives lab (see `reap_all`).
 from __future__ import annotations
 
 import atexit
+import ctypes
 import os
 import shutil
 import signal
@@ -64,15 +65,25 @@ def _kill_group(p: subprocess.Popen, sig: int = signal.SIGKILL) -> None:
         pass
 
 
+def _die_with_parent() -> None:
+    """In the child: get SIGKILL when lab dies, even by SIGKILL (PR_SET_PDEATHSIG)."""
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL, 0, 0, 0)
+    except (OSError, AttributeError):
+        pass
+
+
 def spawn(argv: Sequence[str], *, cwd: str | Path | None = None,
           env: dict[str, str] | None = None, stdout: IO | int | None = subprocess.DEVNULL,
           stderr: IO | int | None = subprocess.STDOUT,
           stdin: IO | int | None = subprocess.DEVNULL) -> subprocess.Popen:
-    """Start a long-lived child in its own process group, registered for reaping."""
+    """Start a long-lived child in its own process group, registered for reaping
+    and killed by the kernel if lab itself dies."""
     argv = [str(a) for a in argv]
     try:
         p = subprocess.Popen(argv, cwd=cwd, env=env, stdout=stdout, stderr=stderr,
-                             stdin=stdin, start_new_session=True)
+                             stdin=stdin, start_new_session=True,
+                             preexec_fn=_die_with_parent)
     except FileNotFoundError as e:
         raise InfraError(f"cannot run {argv[0]}: {e.strerror}") from e
     with _live_lock:

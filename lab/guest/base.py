@@ -9,6 +9,10 @@ from ..errors import InfraError
 from ..proc import Result
 
 
+# Read every record in /dev/kmsg without blocking (dd stops at EAGAIN).
+KMSG_READ = "dd if=/dev/kmsg iflag=nonblock bs=65536 status=none 2>/dev/null; true"
+
+
 class GuestUnreachable(InfraError):
     """The guest stopped answering (SSH dead); evidence must come from QMP/console."""
 
@@ -35,13 +39,9 @@ class Guest(abc.ABC):
     # --- kernel messages ------------------------------------------------
     def kmsg_cursor(self) -> int:
         """A cursor into the kernel log: the sequence number of the next record."""
-        r = self.run("cat /proc/sys/kernel/printk_ratelimit >/dev/null; "
-                     "dd if=/dev/kmsg iflag=nonblock 2>/dev/null | tail -n 1",
-                     timeout=30)
-        last = r.stdout.strip().splitlines()
-        if not last:
-            return 0
-        return int(last[-1].split(",")[1]) + 1
+        r = self.run(f"{{ {KMSG_READ}; }} | grep -v '^ ' | tail -n 1", timeout=30)
+        _, nxt = render_kmsg(r.stdout, 0)
+        return nxt
 
     def kmsg_since(self, cursor: int, timeout: float = 60) -> tuple[str, int]:
         """Kernel messages with sequence >= cursor, as dmesg-style text, and the new cursor.
@@ -49,7 +49,7 @@ class Guest(abc.ABC):
         Each record in /dev/kmsg is `prio,seq,usec,flags;text`; we render it as
         `[secs.usecs] text` so the output parses like dmesg / console text.
         """
-        r = self.run("dd if=/dev/kmsg iflag=nonblock 2>/dev/null", timeout=timeout)
+        r = self.run(KMSG_READ, timeout=timeout)
         return render_kmsg(r.stdout, cursor)
 
 

@@ -1,0 +1,88 @@
+"""Checks that follow every workload: kernel findings in the messages that
+appeared during it, and the balance of FOLL_PIN pins."""
+
+from __future__ import annotations
+
+import re
+import time
+from dataclasses import dataclass
+
+from .guest.base import Guest
+from .results import CaseResult, Status
+
+PIN_KEYS = ("nr_foll_pin_acquired", "nr_foll_pin_released")
+
+
+def findings_cases(text: str, classname: str, seen: set[str] | None = None) -> list[CaseResult]:
+    """One failed testcase per distinct kernel finding in `text`, named by its
+    title, the report as the failure text. Signatures in `seen` are skipped
+    (and new ones added), so a repeat across workloads is not listed twice."""
+    from .kernellog import parse
+    cases = []
+    for f in parse(text):
+        if seen is not None:
+            if f.signature in seen:
+                continue
+            seen.add(f.signature)
+        where = f" at {f.location}" if f.location else ""
+        count = getattr(f, "count", 1)
+        cases.append(CaseResult(
+            f.title, Status.FAILED, classname=classname, kind=f.kind,
+            message=f"{f.title}{where}" + (f" (x{count})" if count > 1 else "")
+                    + (" [report corrupted]" if f.corrupted else ""),
+            details=f.report, properties={"signature": f.signature, "kind": f.kind}))
+    return cases
+
+
+@dataclass(frozen=True)
+class PinCounters:
+    acquired: int
+    released: int
+
+
+def parse_vmstat(text: str) -> PinCounters | None:
+    vals = dict(re.findall(r"^(nr_foll_pin_\w+) (\d+)$", text, re.M))
+    if not all(k in vals for k in PIN_KEYS):
+        return None
+    return PinCounters(int(vals[PIN_KEYS[0]]), int(vals[PIN_KEYS[1]]))
+
+
+def read_pins(guest: Guest) -> PinCounters | None:
+    return parse_vmstat(guest.run("grep ^nr_foll_pin_ /proc/vmstat", timeout=30).stdout)
+
+
+def settle_pins(guest: Guest, before: PinCounters, *, timeout: float = 15.0,
+                interval: float = 0.5) -> tuple[PinCounters, bool]:
+    """Poll until the counters stop moving and balance, or `timeout` passes.
+    Right after a process exits they may read 64/42 for a moment."""
+    deadline = time.monotonic() + timeout
+    last = read_pins(guest)
+    while True:
+        if last is not None and (last.acquired - before.acquired) == \
+                (last.released - before.released):
+            return last, True
+        if time.monotonic() > deadline:
+            return last, False
+        time.sleep(interval)
+        now = read_pins(guest)
+        last = now
+
+
+def pin_case(guest: Guest, before: PinCounters | None, classname: str) -> CaseResult:
+    name = "pin-balance"
+    if before is None:
+        return CaseResult(name, Status.SKIPPED, classname=classname,
+                          message="kernel has no nr_foll_pin_* counters in /proc/vmstat")
+    start = time.monotonic()
+    after, balanced = settle_pins(guest, before)
+    acq, rel = after.acquired - before.acquired, after.released - before.released
+    props = {"pins_acquired": str(acq), "pins_released": str(rel)}
+    if balanced:
+        return CaseResult(name, Status.PASSED, time.monotonic() - start, classname=classname,
+                          output=f"FOLL_PIN pins acquired {acq}, released {rel}",
+                          properties=props)
+    return CaseResult(name, Status.FAILED, time.monotonic() - start, classname=classname,
+                      kind="pin-leak",
+                      message=f"pin leak: {acq} pins acquired, {rel} released "
+                              f"({acq - rel} not released) after the workload's processes exited",
+                      properties=props)

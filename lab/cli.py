@@ -1,0 +1,61 @@
+"""Argument parsing and exit codes, nothing else.
+
+Exit codes: 0 all passed, 1 tests failed, 2 infrastructure error, 3 bad input,
+130 interrupted."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import signal
+import sys
+from pathlib import Path
+
+from .errors import EXIT_BAD_INPUT, EXIT_INFRA, LabError
+
+EXIT_INTERRUPTED = 130
+# Modules that add their own subcommands through register(subparsers).
+COMMAND_MODULES = ("lab.commands", "lab.kernellog.command", "lab.kernel.command")
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):  # bad usage is bad input: exit 3, not argparse's 2
+        self.print_usage(sys.stderr)
+        print(f"lab: error: {message}", file=sys.stderr)
+        sys.exit(EXIT_BAD_INPUT)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = _Parser(prog="lab", description="QEMU integration test lab for patched Linux kernels")
+    sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    for name in COMMAND_MODULES:
+        try:
+            mod = importlib.import_module(name)
+        except ModuleNotFoundError as e:
+            if e.name != name:
+                raise
+            continue
+        mod.register(sub)
+    return p
+
+
+def _sigterm(signum, frame):
+    raise KeyboardInterrupt
+
+
+def main(argv: list[str] | None = None) -> int:
+    signal.signal(signal.SIGTERM, _sigterm)
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args))
+    except LabError as e:
+        print(f"lab: {'error' if e.exit_code == EXIT_INFRA else 'bad input'}: {e}",
+              file=sys.stderr)
+        return e.exit_code
+    except KeyboardInterrupt:
+        print("lab: interrupted; qemu stopped, finished results kept", file=sys.stderr)
+        return EXIT_INTERRUPTED
+
+
+if __name__ == "__main__":
+    sys.exit(main())

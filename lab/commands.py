@@ -1,0 +1,144 @@
+"""The core subcommands: run, boot, image build, doctor."""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+import sys
+import time
+from pathlib import Path
+
+from .errors import UserError
+
+
+def register(sub) -> None:
+    p = sub.add_parser("run", help="run a job file: boot, run workloads, write JUnit")
+    p.add_argument("job", help="job file (YAML), e.g. jobs/smoke.yaml")
+    p.add_argument("-o", "--output", help="result directory (default runs/<id>)")
+    p.add_argument("--dry-run", action="store_true", help="print the qemu argv and exit")
+    p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("boot", help="boot a kernel and open a shell or run one command")
+    p.add_argument("--kernel", default="distro",
+                   help="'distro', 'distro:RELEASE' or a `lab build` artifact dir")
+    p.add_argument("--image", default="debian-bookworm", help="image recipe name or path")
+    p.add_argument("--memory", type=int, default=2048, help="MiB")
+    p.add_argument("--cpus", type=int, default=2)
+    p.add_argument("--nvme", type=int, default=1024, help="NVMe drive size MiB (0: none)")
+    p.add_argument("--pmem", type=int, default=0, help="NVDIMM size MiB (0: none)")
+    p.add_argument("--append", default="", help="extra kernel command line")
+    p.add_argument("--timeout", type=float, default=180, help="boot timeout, seconds")
+    p.add_argument("--shell", action="store_true", help="interactive SSH shell")
+    p.add_argument("--dry-run", action="store_true", help="print the qemu argv and exit")
+    p.add_argument("-o", "--output", help="directory for console.log (default: a temp dir)")
+    p.add_argument("cmd", nargs=argparse.REMAINDER, help="-- CMD...: run it, exit with its status")
+    p.set_defaults(func=cmd_boot)
+
+    p = sub.add_parser("image", help="guest images")
+    isub = p.add_subparsers(dest="image_cmd", required=True)
+    b = isub.add_parser("build", help="build (or find cached) an image from images/NAME.yaml")
+    b.add_argument("name", help="recipe name or path")
+    b.add_argument("--force", action="store_true", help="rebuild even when cached")
+    b.set_defaults(func=cmd_image_build)
+
+    p = sub.add_parser("doctor", help="check this host: qemu, KVM, mmdebstrap, disk")
+    p.set_defaults(func=cmd_doctor)
+
+
+def parse_kernel_arg(value: str):
+    from .kernel.artifact import KernelArtifact, distro_kernel
+    if value == "distro":
+        return distro_kernel()
+    if value.startswith("distro:"):
+        return distro_kernel(value.split(":", 1)[1])
+    if not Path(value).is_dir():
+        raise UserError(f"{value!r} is not valid; valid: 'distro', 'distro:RELEASE' or an "
+                        "artifact directory printed by `lab build`", field="--kernel")
+    return KernelArtifact.from_dir(Path(value), field="--kernel")
+
+
+def cmd_run(args) -> int:
+    from .job import load_job
+    job = load_job(args.job)
+    if args.dry_run:
+        return _dry_run(job)
+    from .runner import run_job
+    return run_job(job, Path(args.output) if args.output else None)
+
+
+def _dry_run(job) -> int:
+    """Print the qemu argv the job would use (kernel and image must be available)."""
+    from .image.build import Image, cached
+    from .image.recipe import load_recipe
+    from .runner import resolve_kernel
+    from .vm.machine import BootConfig, Machine
+    import tempfile
+    if job.kernel.kind == "build":
+        raise UserError("--dry-run needs a built kernel: run `lab build` first", field="kernel")
+    kernel = resolve_kernel(job.kernel, None, None)
+    recipe = load_recipe(job.image)
+    image = cached(recipe) or Image(recipe.name, recipe.key,
+                                    Path(f"<{recipe.name}-{recipe.key}>/rootfs.ext4"),
+                                    Path("<key>"), "ssh-ed25519 AAAA", Path("."))
+    m = job.machine
+    with tempfile.TemporaryDirectory() as d:
+        mach = Machine(BootConfig(kernel=kernel, image=image, memory_mb=m.memory_mb,
+                                  cpus=m.cpus, nvme_mb=m.nvme_mb, pmem_mb=m.pmem_mb,
+                                  hung_task_timeout=job.hung_task_timeout,
+                                  extra_cmdline=m.cmdline), Path(d))
+        spec = mach.build_spec(ssh_port=10022, accel="tcg" if m.accel == "auto" else m.accel)
+        print(spec.shell())
+    return 0
+
+
+def cmd_boot(args) -> int:
+    from .image.build import ensure
+    from .image.recipe import load_recipe
+    from .vm.machine import BootConfig, Machine
+    cmd = args.cmd[1:] if args.cmd[:1] == ["--"] else args.cmd
+    if not cmd and not args.shell and not args.dry_run:
+        raise UserError("give --shell or -- CMD...", field="lab boot")
+    kernel = parse_kernel_arg(args.kernel)
+    recipe = load_recipe(args.image, field="--image")
+    image = ensure(recipe, log=lambda m: print(f"[lab] {m}", file=sys.stderr))
+    import tempfile
+    out = Path(args.output) if args.output else Path(tempfile.mkdtemp(prefix="lab-boot-"))
+    cfg = BootConfig(kernel=kernel, image=image, memory_mb=args.memory, cpus=args.cpus,
+                     nvme_mb=args.nvme, pmem_mb=args.pmem, extra_cmdline=args.append,
+                     boot_timeout=args.timeout, hung_task_timeout=20)
+    m = Machine(cfg, out)
+    if args.dry_run:
+        print(m.build_spec(ssh_port=10022, accel="tcg").shell())
+        return 0
+    with m:
+        print(f"[lab] {kernel.release} up in {m.times.to_ssh:.1f}s ({m.accel.accel}); "
+              f"console: {m.console_log}", file=sys.stderr)
+        if args.shell:
+            import subprocess
+            return subprocess.call(
+                ["ssh", "-i", str(image.ssh_key), "-p", str(m.ssh_port),
+                 "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null",
+                 "-o", "LogLevel=ERROR", "root@127.0.0.1"])
+        r = m.guest.run(shlex.join(cmd) if len(cmd) > 1 else cmd[0], timeout=3600)
+        sys.stdout.write(r.stdout)
+        sys.stderr.write(r.stderr)
+        return r.returncode
+
+
+def cmd_image_build(args) -> int:
+    from .image.build import cached, ensure
+    from .image.recipe import load_recipe
+    recipe = load_recipe(args.name, field="name")
+    t = time.monotonic()
+    hit = None if args.force else cached(recipe)
+    image = hit or ensure(recipe, force=args.force,
+                          log=lambda m: print(f"[lab] {m}", file=sys.stderr))
+    print(f"[lab] {'cached' if hit else 'built'} in {time.monotonic() - t:.1f}s",
+          file=sys.stderr)
+    print(image.dir)
+    return 0
+
+
+def cmd_doctor(args) -> int:
+    from .doctor import report
+    return report()

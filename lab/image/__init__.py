@@ -1,0 +1,1 @@
+"""Guest images: recipes (images/*.yaml) built into cached ext4 root images."""

@@ -1,0 +1,116 @@
+"""Typed QEMU devices. Each renders its own argv fragment (pure) and may ask
+for machine options (e.g. nvdimm=on) or memory slots."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+
+def _kv(**opts) -> str:
+    parts = []
+    for k, v in opts.items():
+        if v is None:
+            continue
+        if isinstance(v, bool):
+            v = "on" if v else "off"
+        parts.append(f"{k.rstrip('_')}={v}")
+    return ",".join(parts)
+
+
+class Device:
+    machine_opts: tuple[str, ...] = ()
+    memory_slots: int = 0
+    memory_extra_mb: int = 0
+
+    def args(self) -> list[str]:
+        raise NotImplementedError
+
+
+@dataclass(frozen=True)
+class VirtioBlk(Device):
+    """A virtio-blk disk (the root disk is the first one: /dev/vda)."""
+    id: str
+    path: Path
+    format: str = "raw"
+    readonly: bool = False
+    serial: str | None = None
+
+    def args(self) -> list[str]:
+        return ["-drive", _kv(file=self.path, format=self.format, if_="none", id=self.id,
+                              readonly=self.readonly or None, cache="unsafe"),
+                "-device", ",".join(filter(None, [f"virtio-blk-pci,drive={self.id}",
+                                                  self.serial and f"serial={self.serial}"]))]
+
+
+@dataclass(frozen=True)
+class NvmeDrive(Device):
+    """An emulated NVMe controller with one namespace (/dev/nvme0n1)."""
+    id: str
+    path: Path
+    serial: str = "labnvme0"
+    format: str = "raw"
+
+    def args(self) -> list[str]:
+        return ["-drive", _kv(file=self.path, format=self.format, if_="none", id=self.id,
+                              cache="unsafe"),
+                "-device", f"nvme,drive={self.id},serial={self.serial}"]
+
+
+@dataclass(frozen=True)
+class UserNet(Device):
+    """virtio-net on QEMU user networking; guest SSH forwarded from 127.0.0.1:ssh_port."""
+    id: str
+    ssh_port: int
+
+    def args(self) -> list[str]:
+        return ["-netdev", f"user,id={self.id},hostfwd=tcp:127.0.0.1:{self.ssh_port}-:22",
+                "-device", f"virtio-net-pci,netdev={self.id}"]
+
+
+@dataclass(frozen=True)
+class Nvdimm(Device):
+    """A file-backed emulated NVDIMM (pmem): needs nvdimm=on and a memory slot."""
+    id: str
+    path: Path
+    size_mb: int
+
+    machine_opts = ("nvdimm=on",)
+    memory_slots = 1
+
+    @property
+    def memory_extra_mb(self) -> int:  # type: ignore[override]
+        return self.size_mb
+
+    def args(self) -> list[str]:
+        return ["-object", f"memory-backend-file,id={self.id}mem,share=on,"
+                           f"mem-path={self.path},size={self.size_mb}M",
+                "-device", f"nvdimm,id={self.id},memdev={self.id}mem"]
+
+
+@dataclass(frozen=True)
+class VirtioRng(Device):
+    def args(self) -> list[str]:
+        return ["-object", "rng-random,id=rng0,filename=/dev/urandom",
+                "-device", "virtio-rng-pci,rng=rng0"]
+
+
+@dataclass(frozen=True)
+class SerialSocket(Device):
+    """The serial console on a unix socket (to send sysrq) with a log file."""
+    socket: Path
+    logfile: Path
+    id: str = "ser0"
+
+    def args(self) -> list[str]:
+        return ["-chardev", f"socket,id={self.id},path={self.socket},server=on,wait=off,"
+                            f"logfile={self.logfile}",
+                "-serial", f"chardev:{self.id}"]
+
+
+@dataclass(frozen=True)
+class QmpSocket(Device):
+    socket: Path
+
+    def args(self) -> list[str]:
+        return ["-qmp", f"unix:{self.socket},server=on,wait=off"]

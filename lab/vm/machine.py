@@ -1,0 +1,261 @@
+"""A running QEMU guest: a context manager that launches qemu with a console
+log and a QMP socket, waits for SSH, and always tears down: a graceful quit
+with a bounded wait, then a hard kill. No qemu outlives the Machine (nor lab:
+children die with their parent through PR_SET_PDEATHSIG)."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .. import proc
+from ..errors import InfraError
+from ..guest.ssh import SSHGuest, banner_ready
+from ..image.build import Image
+from ..image.modules import initramfs, modules_disk
+from ..kernel.artifact import KernelArtifact
+from . import accel as accel_mod
+from .devices import (Device, Nvdimm, NvmeDrive, QmpSocket, SerialSocket, UserNet,
+                      VirtioBlk, VirtioRng)
+from .qmp import Qmp
+from .spec import MachineSpec, kernel_cmdline
+
+QEMU = "qemu-system-x86_64"
+
+
+class BootError(InfraError):
+    """The guest did not come up; carries the console tail."""
+
+
+@dataclass(frozen=True)
+class BootConfig:
+    kernel: KernelArtifact
+    image: Image
+    memory_mb: int = 2048
+    cpus: int = 2
+    nvme_mb: int = 1024
+    pmem_mb: int = 0
+    hung_task_timeout: int = 0
+    extra_cmdline: str = ""
+    boot_timeout: float = 180.0
+    accel: str | None = None        # None: probe
+
+
+@dataclass
+class BootTimes:
+    started: float = 0.0
+    ssh_ready: float = 0.0
+
+    @property
+    def to_ssh(self) -> float:
+        return self.ssh_ready - self.started
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def tail(path: Path, n: int = 40) -> str:
+    try:
+        data = path.read_bytes()[-65536:].decode("utf-8", "replace")
+    except OSError:
+        return ""
+    return "\n".join(data.splitlines()[-n:])
+
+
+class Machine:
+    """Usage: with Machine(cfg, workdir) as m: m.guest.run(...)."""
+
+    def __init__(self, cfg: BootConfig, workdir: Path, log=print):
+        self.cfg = cfg
+        self.workdir = Path(workdir)
+        self.log = log
+        self.console_log = self.workdir / "console.log"
+        self.qemu_log = self.workdir / "qemu.log"
+        # unix socket paths must stay short (108 bytes): keep them in /tmp
+        self.sockdir = Path(tempfile.gettempdir()) / f"lab-vm-{os.getpid()}-{id(self):x}"
+        self.diskdir = self.workdir / "disks"
+        self.qmp = Qmp(self.sockdir / "qmp.sock")
+        self.proc: subprocess.Popen | None = None
+        self.guest: SSHGuest | None = None
+        self.accel: accel_mod.AccelChoice | None = None
+        self.times = BootTimes()
+        self.ssh_port = 0
+        self.spec: MachineSpec | None = None
+        self.qemu_version = ""
+
+    # --- spec -------------------------------------------------------------
+    def build_spec(self, ssh_port: int, accel: str) -> MachineSpec:
+        c = self.cfg
+        devices: list[Device] = [
+            SerialSocket(self.sockdir / "ser0.sock", self.console_log),
+            QmpSocket(self.sockdir / "qmp.sock"),
+            VirtioBlk("root", self.diskdir / "root.qcow2", format="qcow2", serial="labroot"),
+        ]
+        mods = modules_disk(c.kernel)
+        if mods:
+            devices.append(VirtioBlk("mods", mods, readonly=True, serial="labmods"))
+        if c.nvme_mb:
+            devices.append(NvmeDrive("nvme0", self.diskdir / "nvme0.img"))
+        if c.pmem_mb:
+            devices.append(Nvdimm("nvdimm0", self.diskdir / "pmem0.img", c.pmem_mb))
+        devices += [UserNet("net0", ssh_port), VirtioRng()]
+        return MachineSpec(kernel=c.kernel.image, initrd=initramfs(c.kernel),
+                           cmdline=kernel_cmdline(hung_task_timeout=c.hung_task_timeout,
+                                                  extra=c.extra_cmdline),
+                           memory_mb=c.memory_mb, cpus=c.cpus, accel=accel,
+                           devices=tuple(devices), name=f"lab-{c.kernel.release}")
+
+    def _prepare_disks(self) -> None:
+        self.diskdir.mkdir(parents=True, exist_ok=True)
+        proc.run(["qemu-img", "create", "-q", "-f", "qcow2", "-F", "raw", "-b",
+                  str(self.cfg.image.rootfs), str(self.diskdir / "root.qcow2")],
+                 timeout=60, check=True)
+        for name, mb in (("nvme0.img", self.cfg.nvme_mb), ("pmem0.img", self.cfg.pmem_mb)):
+            if mb:
+                with open(self.diskdir / name, "wb") as f:
+                    f.truncate(mb * 2**20)
+
+    # --- lifecycle --------------------------------------------------------
+    def start(self) -> None:
+        qemu = proc.which(QEMU, "qemu-system-x86")
+        proc.which("qemu-img", "qemu-utils")
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        self.sockdir.mkdir(mode=0o700, exist_ok=True)
+        self.qemu_version = _qemu_version(qemu)
+        self.accel = (accel_mod.AccelChoice(self.cfg.accel, "requested")
+                      if self.cfg.accel else accel_mod.choose(self.cfg.kernel.image, qemu))
+        self._prepare_disks()
+        for attempt in range(5):
+            self.ssh_port = free_port()
+            self.spec = self.build_spec(self.ssh_port, self.accel.accel)
+            argv = self.spec.argv(qemu)
+            (self.workdir / "qemu.cmdline").write_text(self.spec.shell(qemu) + "\n")
+            self.console_log.unlink(missing_ok=True)
+            with open(self.qemu_log, "wb") as out:
+                self.times.started = time.monotonic()
+                self.proc = proc.spawn(argv, stdout=out, stderr=subprocess.STDOUT)
+            try:
+                self.qmp.connect(timeout=30, alive=lambda: self.proc.poll() is None)
+                return
+            except InfraError:
+                err = tail(self.qemu_log, 20)
+                proc.terminate(self.proc)
+                if "host forwarding rule" in err or "Address already in use" in err:
+                    self.log(f"port {self.ssh_port} taken, retrying with another")
+                    continue
+                raise InfraError(f"qemu failed to start (exit {self.proc.returncode}):\n{err}\n"
+                                 f"command: {self.workdir / 'qemu.cmdline'}") from None
+        raise InfraError("could not find a free 127.0.0.1 port for SSH forwarding in 5 tries")
+
+    def wait_for_ssh(self) -> SSHGuest:
+        deadline = self.times.started + self.cfg.boot_timeout
+        while True:
+            if self.proc.poll() is not None:
+                raise BootError(f"qemu exited with code {self.proc.returncode} before the guest "
+                                f"answered SSH; console tail:\n{tail(self.console_log)}\n"
+                                f"qemu: {tail(self.qemu_log, 5)}")
+            if time.monotonic() > deadline:
+                raise BootError(f"guest did not answer SSH on 127.0.0.1:{self.ssh_port} within "
+                                f"{self.cfg.boot_timeout:g}s; console tail:\n"
+                                f"{tail(self.console_log)}")
+            if banner_ready(self.ssh_port):
+                break
+            time.sleep(0.25)
+        g = SSHGuest(self.ssh_port, self.cfg.image.ssh_key, self.cfg.image.host_key)
+        g.connect()
+        self.times.ssh_ready = time.monotonic()
+        self.guest = g
+        return g
+
+    def __enter__(self) -> "Machine":
+        try:
+            self.start()
+            self.wait_for_ssh()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+    def stop(self, grace: float = 5.0) -> None:
+        """Sync the guest if it answers, QMP quit, then SIGTERM/SIGKILL."""
+        if self.guest is not None:
+            try:
+                self.guest.run("sync", timeout=10)
+            except Exception:  # noqa: BLE001 - a dead guest is expected here
+                pass
+            self.guest.close()
+            self.guest = None
+        if self.proc is not None and self.proc.poll() is None:
+            try:
+                self.qmp.cmd("quit")
+            except Exception:  # noqa: BLE001
+                pass
+            try:
+                self.proc.wait(grace)
+            except subprocess.TimeoutExpired:
+                pass
+        self.qmp.close()
+        if self.proc is not None:
+            proc.terminate(self.proc, grace=2.0)
+        shutil.rmtree(self.sockdir, ignore_errors=True)
+        shutil.rmtree(self.diskdir, ignore_errors=True)
+
+    # --- evidence ---------------------------------------------------------
+    @property
+    def running(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def console_text(self) -> str:
+        try:
+            return self.console_log.read_text(errors="replace")
+        except OSError:
+            return ""
+
+    def console_size(self) -> int:
+        try:
+            return self.console_log.stat().st_size
+        except OSError:
+            return 0
+
+    def sysrq(self, key: str) -> None:
+        """Send a magic sysrq through the serial console: a break, then the key.
+        Works when SSH is dead (needs sysrq_always_enabled, which lab sets)."""
+        sock = self.sockdir / "ser0.sock"
+        with socket.socket(socket.AF_UNIX) as s:
+            s.settimeout(5)
+            s.connect(str(sock))
+            self.qmp.cmd("chardev-send-break", id="ser0")
+            time.sleep(0.2)
+            s.sendall(key.encode())
+            time.sleep(0.5)
+
+    def nmi(self) -> None:
+        self.qmp.cmd("inject-nmi")
+
+
+def _qemu_version(qemu: str) -> str:
+    r = proc.run([qemu, "--version"], timeout=30)
+    m = re.search(r"version (\S+)", r.stdout)
+    return m.group(1) if m else r.stdout.strip()
+
+
+def kernel_time_to_init(console: str) -> float | None:
+    """The kernel's own timestamp when it started init (from the console)."""
+    m = re.search(r"^\[\s*(\d+\.\d+)\].*Run \S+ as init process", console, re.M)
+    return float(m.group(1)) if m else None
+
+
+__all__ = ["BootConfig", "BootError", "Machine", "kernel_time_to_init", "free_port"]

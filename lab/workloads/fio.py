@@ -1,0 +1,122 @@
+"""fio direct IO with crc32c verification: on the raw NVMe namespace and on
+files on ext4 and xfs (O_DIRECT writes with fsync), with libaio and with
+io_uring on registered (fixed) buffers, which pins the buffer pages."""
+
+from __future__ import annotations
+
+import shlex
+from dataclasses import dataclass
+
+from ..errors import CommandTimeout
+from ..results import CaseResult, Status
+from . import register
+from .base import Option, Workload, WorkloadContext
+from .fio_parse import parse_fio_json
+
+DEVICE = "/dev/nvme0n1"
+MNT = "/mnt/lab-fio"
+MKFS = {"ext4": "mkfs.ext4 -q -F", "xfs": "mkfs.xfs -q -f"}
+
+
+@dataclass(frozen=True)
+class FioRun:
+    target: str       # nvme | ext4 | xfs
+    engine: str       # libaio | io_uring
+
+    @property
+    def case_name(self) -> str:
+        return f"fio.{self.target}.{self.engine}"
+
+
+def fio_argv(run: FioRun, *, size_mb: int, bs: str, iodepth: int, fsync: int) -> list[str]:
+    """The fio command for one run (pure)."""
+    argv = ["fio", f"--name={run.case_name}", "--direct=1", f"--ioengine={run.engine}",
+            f"--iodepth={iodepth}", "--rw=randwrite", f"--bs={bs}", f"--size={size_mb}M",
+            "--verify=crc32c", "--do_verify=1", "--verify_fatal=1", "--verify_backlog=0",
+            "--randrepeat=0", "--output-format=json"]
+    if run.engine == "io_uring":
+        argv += ["--fixedbufs=1", "--registerfiles=1"]
+    if run.target == "nvme":
+        argv.append(f"--filename={DEVICE}")
+    else:
+        argv += [f"--filename={MNT}/fio.dat", f"--fsync={fsync}"]
+    return argv
+
+
+@register
+class Fio(Workload):
+    name = "fio"
+    description = "direct IO with crc32c verify on NVMe and ext4/xfs files"
+    needs = frozenset({"nvme"})
+    options = {
+        "targets": Option(tuple, ("nvme",), "where to write", choices=("nvme", "ext4", "xfs")),
+        "engines": Option(tuple, ("libaio",), "IO engines; io_uring uses fixed buffers",
+                          choices=("libaio", "io_uring")),
+        "size_mb": Option(int, 64, "bytes written and verified per run, MiB", minimum=1),
+        "bs": Option(str, "4k", "block size"),
+        "iodepth": Option(int, 16, "queue depth", minimum=1),
+        "fsync": Option(int, 32, "fsync every N writes (file targets)", minimum=0),
+    }
+
+    def runs(self) -> list[FioRun]:
+        return [FioRun(t, e) for t in self.opts["targets"] for e in self.opts["engines"]]
+
+    def run(self, ctx: WorkloadContext) -> list[CaseResult]:
+        g = ctx.guest
+        if not g.run(f"test -b {DEVICE}", timeout=30).ok:
+            return [CaseResult("fio", Status.SKIPPED, message=f"{DEVICE} is missing: the "
+                               "machine has no NVMe drive or the kernel no NVMe driver")]
+        cases = []
+        mounted = None
+        per_run = ctx.timeout / max(1, len(self.runs()))
+        for run in self.runs():
+            if run.target != "nvme" and mounted != run.target:
+                g.run(f"umount {MNT} 2>/dev/null; mkdir -p {MNT}", timeout=60)
+                mk = g.run(f"{MKFS[run.target]} {DEVICE} && mount {DEVICE} {MNT}",
+                           timeout=per_run)
+                if not mk.ok:
+                    cases.append(CaseResult(run.case_name, Status.SKIPPED if "not found" in
+                                            mk.stderr else Status.ERROR,
+                                            message=f"cannot make and mount {run.target}: "
+                                                    f"{mk.stderr.strip()[-200:]}"))
+                    continue
+                mounted = run.target
+            cases.append(self._one(ctx, run, per_run))
+        if mounted:
+            g.run(f"umount {MNT}", timeout=60)
+        return cases
+
+    def _one(self, ctx: WorkloadContext, run: FioRun, timeout: float) -> CaseResult:
+        o = self.opts
+        argv = fio_argv(run, size_mb=o["size_mb"], bs=o["bs"], iodepth=o["iodepth"],
+                        fsync=o["fsync"])
+        cmd = shlex.join(argv)
+        try:
+            r = ctx.guest.run(cmd, timeout=timeout)
+        except CommandTimeout:
+            raise
+        ctx.save(f"{run.case_name}.json", r.stdout)
+        if r.stderr:
+            ctx.save(f"{run.case_name}.stderr", r.stderr)
+        props = {"command": cmd}
+        try:
+            fig = parse_fio_json(r.stdout)
+        except ValueError as e:
+            return CaseResult(run.case_name, Status.FAILED, r.duration,
+                              message=f"fio exit {r.returncode}, no results: {e}",
+                              details=r.stderr[-4000:], properties=props)
+        props.update(fig.properties())
+        summary = (f"{run.case_name}: write {fig.write_iops:.0f} IOPS {fig.write_bw_kib/1024:.1f} "
+                   f"MiB/s; verify read back {fig.verified_bytes} bytes, errors {fig.errors}")
+        expected = o["size_mb"] * 2**20
+        if r.returncode != 0 or fig.errors or "verify:" in r.stderr:
+            return CaseResult(run.case_name, Status.FAILED, r.duration, output=summary,
+                              message=f"fio failed (exit {r.returncode}, errors {fig.errors})",
+                              details=r.stderr[-4000:], properties=props)
+        if fig.verified_bytes < expected:
+            return CaseResult(run.case_name, Status.FAILED, r.duration, output=summary,
+                              message=f"verify read back {fig.verified_bytes} of {expected} bytes",
+                              properties=props)
+        props["verify"] = "passed"
+        return CaseResult(run.case_name, Status.PASSED, r.duration,
+                          output=summary + "; verify passed", properties=props)
