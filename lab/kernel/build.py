@@ -126,7 +126,8 @@ class BuildProgress:
     def write(self, s: str) -> None:
         with self._lock:
             self.lines += 1
-            self.last = s.strip()[:60]
+            if not s.startswith("make"):
+                self.last = s.strip()[:60]
             if self._progress is not None:
                 total = self._estimate
                 if total and self.lines > total:

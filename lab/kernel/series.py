@@ -257,7 +257,8 @@ def load_series(entries: tuple[str, ...] | list[str], repo: Path | None = None, 
     for e in entries:
         got = messages_of(e, repo, file=file, field=field)
         if not any(_DIFF_START.search(raw) for raw, _ in got):
-            raise UserError(f"{e} holds no patch (no message with a diff)",
+            what = f"series entry {e} holds" if file else "holds"
+            raise UserError(f"{what} no patch (no message with a diff)",
                             file=file or e, field=field if file else None)
         messages.extend(got)
     where = file or (entries[0] if len(entries) == 1 else ", ".join(entries))
