@@ -142,6 +142,7 @@ def _ensure_git_clone(tree: SourceTree) -> None:
                      timeout=IMPORT_TIMEOUT, env=git_env())
         if not r.ok:
             raise InfraError(f"cannot clone {tree.origin} into {tmp}:\n{r.tail()}")
+        _tune(tmp)
         tmp.rename(repo)
     if git(repo, "cat-file", "-e", f"{tree.base}^{{commit}}", check=False).ok:
         return
@@ -154,6 +155,14 @@ def _ensure_git_clone(tree: SourceTree) -> None:
         "+refs/heads/*:refs/remotes/origin/*", "+refs/tags/*:refs/tags/*")
     if not git(repo, "cat-file", "-e", f"{tree.base}^{{commit}}", check=False).ok:
         raise InfraError(f"commit {tree.base} of {tree.origin} cannot be fetched into {repo}")
+
+
+def _tune(repo: Path) -> None:
+    """Lab's repositories: no automatic gc in the middle of a build, an index
+    and untracked cache suited to ~80k files, files written as they are."""
+    for k, v in (("gc.auto", "0"), ("feature.manyFiles", "true"), ("core.autocrlf", "false"),
+                 ("advice.detachedHead", "false")):
+        git(repo, "config", k, v)
 
 
 # --- Debian's linux-source tarball ----------------------------------------
@@ -208,7 +217,7 @@ def _import_tarball(tarball: Path, repo: Path) -> None:
     if gi.exists():
         gi.write_text(drop_ignore_all(gi.read_text()))
     git(tmp, "init", "--quiet")
-    git(tmp, "config", "core.autocrlf", "false")
+    _tune(tmp)
     git(tmp, "add", "-A", "-f", ".", timeout=IMPORT_TIMEOUT)
     git(tmp, "commit", "--quiet", "--no-verify", "-m", f"Import {tarball.name}",
         timeout=IMPORT_TIMEOUT, env=_IMPORT_ENV)
