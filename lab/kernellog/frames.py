@@ -9,10 +9,11 @@ that machinery by category; a format may add its own patterns.
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Iterator
 from functools import lru_cache
 
 from lab.kernellog.patterns import STACK, StackRule, rx
+from lab.kernellog.search import first_line
 
 _REPORTING = (
     "__sanitizer", "__asan", "kasan", "hwasan", "__msan", "kmsan", "kcsan_setup_watchpoint",
@@ -78,14 +79,27 @@ _SYSCALL_PREFIXES = ("SYSC_", "SyS_", "sys_", "__x64_", "__ia32_", "__arm64_", "
                      "__sys_", "__se_", "__se_sys_", "__do_sys_", "compat_SYSC_", "compat_SyS_", "ksys_")
 
 # "  [<ffffffff81234567>] func+0x1/0x2" or "  func.isra.0+0x1/0x2"; arm: "[<c01>] (f) from [<c02>] (g+0x..".
-_FRAME = rx(r"^ *(?:{PC} ){0,2}{FUNC}")
-_ARM_FRAME = rx(r"^ *{PC} \(([a-zA-Z0-9_.]+)\) from {PC} \({FUNC}")
-FRAME_LINE = re.compile(_FRAME.pattern + "|" + _ARM_FRAME.pattern)
-# Lines that start a (new) stack trace.
-STACK_START = re.compile(r"Call (?:T|t)race|Allocated:|Allocated by task [0-9]+:|Freed:|Freed by task [0-9]+:"
-                         r"|[^k] backtrace(?: \(crc [0-9a-f]*\))?:|Backtrace:|Uninit was stored to memory at")
+FRAME_LINE = rx(r"(?m)^ *(?:{PC} ){0,2}{FUNC}|^ *{PC} \(([a-zA-Z0-9_.]+)\) from {PC} \({FUNC}")
+# Lines that start a (new) stack trace; lockdep's "stack backtrace:" does not
+# (it is followed by "Call Trace:"). Every branch starts with a capital or a
+# rare letter, so a search skips ahead fast.
+_STACK_START = re.compile(r"Call [Tt]race|Allocated(?: by task [0-9]+)?:|Freed(?: by task [0-9]+)?:"
+                          r"|backtrace(?: \(crc [0-9a-f]*\))?:|Backtrace:|Uninit was stored to memory at")
+
+
+def stack_starts(text: str, pos: int = 0, endpos: int | None = None) -> Iterator[re.Match]:
+    """The places that start a stack trace, in order."""
+    for match in _STACK_START.finditer(text, pos, len(text) if endpos is None else endpos):
+        start = match.start()
+        if text[start] != "b" or (text[start - 1:start] == " " and text[start - 2:start - 1] not in ("k", "")):
+            yield match
+
+
+def stack_start(text: str, pos: int = 0, endpos: int | None = None) -> re.Match | None:
+    """The next place that starts a stack trace."""
+    return next(stack_starts(text, pos, endpos), None)
 # Fault injection prints its own stack in the middle of reports.
-_FAULT_INJECTION = re.compile(r"^(?: \[<?(?:0x)?[0-9a-f]+>?\])? should_fail(?:slab)?(?:\.[a-z0-9.]+)?\+0x")
+_FAULT_INJECTION = re.compile(r"(?m)^(?: \[<?(?:0x)?[0-9a-f]+>?\])? should_fail(?:slab)?(?:\.[a-z0-9.]+)?\+0x")
 
 # Stalls and lockups loop across several functions; the report names the
 # caller of the first dispatcher below instead of where the loop was hit.
@@ -115,11 +129,28 @@ _HUNG_SKIP = ("sched", "_lock", "_slowlock", "down", "rwsem", "completion", "kth
 CORRUPTED = "corrupted"
 
 
+class _Skip:
+    """Whether a frame is machinery to pass over; remembers its answers."""
+
+    def __init__(self, extra: tuple[str, ...]) -> None:
+        self._regex = re.compile("|".join(SKIP + extra))
+        self._known: dict[str, bool] = {}
+
+    def __call__(self, name: str) -> bool:
+        known = self._known.get(name)
+        if known is None:
+            if len(self._known) > 100_000:
+                self._known.clear()
+            known = self._known[name] = self._regex.search(name) is not None
+        return known
+
+
 @lru_cache(maxsize=None)
-def _skip_regex(extra: tuple[str, ...]) -> re.Pattern:
-    return re.compile("|".join(SKIP + extra))
+def _skipper(extra: tuple[str, ...]) -> _Skip:
+    return _Skip(extra)
 
 
+@lru_cache(maxsize=1 << 16)
 def strip_syscall_prefix(frame: str) -> str:
     """"__x64_sys_rmdir" -> "sys_rmdir": the shortest result of removing one prefix."""
     best = frame
@@ -130,9 +161,11 @@ def strip_syscall_prefix(frame: str) -> str:
 
 
 def _pick(frames: list[str], how: str) -> str | None:
-    frames = [strip_syscall_prefix(f) for f in frames]
     if not frames:
         return None
+    if how == "first":
+        return strip_syscall_prefix(frames[0])
+    frames = [strip_syscall_prefix(f) for f in frames]
     if how == "stall":
         prev = frames[0]
         for frame in frames:
@@ -146,20 +179,34 @@ def _pick(frames: list[str], how: str) -> str | None:
                 if anchor in frame:
                     return name or frame
         return next((f for f in frames if not any(s in f for s in _HUNG_SKIP)), None)
-    return frames[0]
+    raise ValueError(f"unknown frame pick {how!r}")
 
 
-def _add(frames: list[str], match: re.Match, skip: re.Pattern) -> None:
+def _add(frames: list[str], match: re.Match, skip: _Skip) -> None:
     for name in match.groups():
-        if name and not skip.search(name):
+        if name and not skip(name):
             frames.append(name)
 
 
-def _walk(lines: Sequence[str], parts: tuple, skip: re.Pattern, how: str) -> tuple[list[str], bool]:
-    """Walk ``parts`` through ``lines``; one picked frame per stack trace part."""
+def _next_line(text: str, pos: int) -> int:
+    end = text.find("\n", pos)
+    return len(text) if end < 0 else end + 1
+
+
+def _line_of(text: str, pos: int, floor: int) -> int:
+    return max(text.rfind("\n", 0, pos) + 1, floor)
+
+
+def _walk(text: str, pos: int, parts: tuple, skip: _Skip, how: str) -> tuple[list[str], bool]:
+    """Walk ``parts`` through ``text`` from ``pos``; one picked frame per stack trace part.
+
+    Line by line, a fault-injection frame spoils the walk, a stack trace ends
+    where another starts or where the next part matches.
+    """
     picked: list[str] = []
     frames: list[str] = []
-    ok, traces, pos, index, count = True, 0, 0, 0, len(lines)
+    ok, traces, index, end = True, 0, 0, len(text)
+    injected = "should_fail" in text
     while True:
         if index == len(parts) or (parts[index] is STACK and traces):
             frame = _pick(frames, how)
@@ -170,47 +217,47 @@ def _walk(lines: Sequence[str], parts: tuple, skip: re.Pattern, how: str) -> tup
         if index == len(parts):
             return picked, ok
         part = parts[index]
-        following = parts[index + 1] if index + 1 < len(parts) else None
         if part is STACK:
             traces += 1
-            early_exit = following is None and how == "first"
-            while pos < count:
-                line = lines[pos]
-                pos += 1
-                if _FAULT_INJECTION.match(line):
-                    ok = False
+            following = parts[index + 1] if index + 1 < len(parts) else None
+            stop, why, found = end, None, None
+            fault = _FAULT_INJECTION.search(text, pos) if injected else None
+            if fault:
+                stop, why = fault.start(), "fault"
+            start = stack_start(text, pos, stop)
+            if start:
+                stop, why = _line_of(text, start.start(), pos), "start"
+            if following is not None and following is not STACK:
+                found = first_line(following, text, pos, stop)
+                if found:
+                    stop, why = _line_of(text, found.start(), pos), "next"
+            early = following is None and how == "first"
+            for match in FRAME_LINE.finditer(text, pos, stop):
+                _add(frames, match, skip)
+                if early and frames:
                     break
-                if STACK_START.search(line):
-                    break
-                if following is not None and following is not STACK:
-                    match = following.search(line)
-                    if match:
-                        _add(frames, match, skip)
-                        index += 1
-                        break
-                match = _FRAME.match(line) or _ARM_FRAME.match(line)
-                if match:
-                    _add(frames, match, skip)
-                    if early_exit and frames:
-                        break
+            if why == "next":
+                _add(frames, found, skip)
+                index += 1
+            ok = ok and why != "fault"
+            pos = _next_line(text, stop) if why else end
         else:
-            while pos < count:
-                line = lines[pos]
-                pos += 1
-                if _FAULT_INJECTION.match(line):
-                    ok = False
-                    break
-                match = part.search(line)
-                if match:
-                    _add(frames, match, skip)
-                    break
+            match = first_line(part, text, pos)
+            fault = _FAULT_INJECTION.search(text, pos, match.start() if match else end) if injected else None
+            if fault:
+                ok, pos = False, _next_line(text, fault.start())
+            elif match:
+                _add(frames, match, skip)
+                pos = _next_line(text, match.start())
+            else:
+                pos = end
         index += 1
 
 
-def extract(lines: Sequence[str], rule: StackRule) -> tuple[list[str], bool]:
-    """The frames ``rule`` picks from ``lines``, and False if it found none."""
-    skip = _skip_regex(rule.skip)
-    frames, ok = _walk(lines, rule.parts, skip, rule.pick)
+def extract(text: str, pos: int, rule: StackRule) -> tuple[list[str], bool]:
+    """The frames ``rule`` picks from ``text[pos:]``, and False if it found none."""
+    skip = _skipper(rule.skip)
+    frames, ok = _walk(text, pos, rule.parts, skip, rule.pick)
     if not ok and rule.fallback:
-        frames, ok = _walk(lines, rule.fallback, skip, rule.pick)
+        frames, ok = _walk(text, pos, rule.fallback, skip, rule.pick)
     return frames, ok

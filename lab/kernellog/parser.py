@@ -14,12 +14,11 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field, replace
-from functools import partial
 from pathlib import Path
 
 from lab.kernellog.console import UNTAGGED, split_line
 from lab.kernellog.finding import Finding, Kind
-from lab.kernellog.patterns import FOLLOW_UPS, GROUPS, HEADERS, INTERLUDES, Group
+from lab.kernellog.patterns import FOLLOW_UPS, GROUPS, INTERLUDES, SCREEN, Group
 from lab.kernellog.title import describe
 
 MAX_LINE = 4096  # characters kept of one line
@@ -27,10 +26,14 @@ MAX_REPORT_LINES = 2000
 MAX_OPEN = 64  # reports open at once (one per task or CPU)
 QUIET_LINES = 50  # this many lines unlike report text end a report
 FOLLOW_UP_WINDOW = 200  # a panic this soon after a report belongs to it
-_READ_CHUNK = 1 << 16
+_READ_CHUNK = 1 << 20
 
-# Lines that look like part of a report: indented frames and registers.
-_REPORTISH = re.compile(r"\s|.*\+0x[0-9a-f]|[A-Z][A-Z0-9]{1,3}: |Code: |Call Trace|<|-> |=+$|-+$")
+# Lines that look like part of a report: frames, registers, lock chains.
+_REPORTISH = re.compile(r"[A-Z][A-Z0-9]{1,3}: |Code: |Call Trace|<|-> |=+$|-+$")
+# Lines with a meaning inside a report: its end, other CPUs' backtraces
+# following, noise, or another message with a stack trace.
+_MARKERS = re.compile("|".join(map(re.escape, (
+    "---[ end ", "NMI from CPU", "Disabling lock debugging due to kernel taint") + INTERLUDES)))
 _PANIC_AFTER = ("Kernel panic - not syncing", "WARNING: possible circular locking dependency detected")
 
 
@@ -41,37 +44,45 @@ class _Report:
     context: str
     lines: list[str] = field(default_factory=list)
     title_end: int | None = None  # lines past this are another message's
-    kept: int = 1  # lines up to the last that looked like report text
-    quiet: int = 0
+    quiet: int = 0  # trailing lines that did not look like report text
     cpu_traceback: bool = False  # "Sending NMI from CPU": take other CPUs' lines
     skipping: bool = False  # a panic after enough report text: drop the rest
-    done: bool = False
 
-    def add(self, text: str, questionable: bool) -> None:
-        if questionable or self.skipping or "Disabling lock debugging due to kernel taint" in text:
-            return
-        if "Sending NMI from CPU" in text:
-            self.cpu_traceback = True
-        elif len(self.lines) > self._min_lines() and any(p in text for p in _PANIC_AFTER):
-            self.skipping = True
-            return
-        self.lines.append(text)
-        if self.title_end is None and self.context in UNTAGGED and any(m in text for m in INTERLUDES):
-            self.title_end = len(self.lines) - 1
-        if _REPORTISH.match(text):
-            self.quiet, self.kept = 0, len(self.lines)
+    def add(self, text: str) -> bool:
+        """Append a line of this report; True once the report is complete."""
+        lines = self.lines
+        marker = _MARKERS.search(text)
+        if marker is not None:
+            marker = marker.group()
+            if marker == "---[ end ":
+                lines.append(text)
+                self.quiet = 0
+                return True
+            if marker == "NMI from CPU":
+                self.cpu_traceback = True
+            elif marker.startswith("Disabling"):
+                return False
+            elif self.title_end is None and self.context in UNTAGGED:
+                self.title_end = len(lines)
+        lines.append(text)
+        if text[:1] in (" ", "\t") or "+0x" in text or _REPORTISH.match(text):
+            self.quiet = 0
         else:
             self.quiet += 1
-        if "---[ end " in text:
-            self.kept, self.done = len(self.lines), True
-        elif self.quiet >= QUIET_LINES or len(self.lines) >= MAX_REPORT_LINES:
-            self.done = True
+            if self.quiet >= QUIET_LINES:
+                return True
+        return len(lines) >= MAX_REPORT_LINES
 
-    def _min_lines(self) -> int:
-        return 16 if "BUG: KMSAN:" in self.lines[0] else 22
+    def follow_up(self, text: str) -> None:
+        """A panic or trap line that belongs to this report."""
+        if len(self.lines) > (16 if "BUG: KMSAN:" in self.lines[0] else 22) and \
+                any(p in text for p in _PANIC_AFTER):
+            self.skipping = True  # panic_on_warn's own stack adds nothing: stop here
+        else:
+            self.add(text)
 
     def finding(self) -> Finding:
-        lines = self.lines[:self.kept]
+        lines = self.lines[:len(self.lines) - self.quiet]
         desc = describe(self.group, lines[:self.title_end or len(lines)])
         signature = desc.title
         if desc.location:
@@ -81,46 +92,94 @@ class _Report:
 
 
 class Scanner:
-    """Feed console lines in order; collect the reports they contain."""
+    """Feed console lines in order; collect the reports they contain.
+
+    ``feed`` takes one line and returns the reports it completed; ``finish``
+    returns the ones still open at the end of the log.
+    """
 
     def __init__(self) -> None:
         self._open: dict[str, _Report] = {}
         self._line = 0
         self._last_close = -FOLLOW_UP_WINDOW
         self._seen_kernel = False
+        self._done: list[Finding] = []
 
-    def feed(self, raw: str) -> Iterator[Finding]:
-        self._line += 1
-        if len(raw) > MAX_LINE:
-            raw = raw[:MAX_LINE]
-        context, text, questionable = split_line(raw.rstrip("\r\n"))
-        group = self._starts(text) if HEADERS.search(text) else None
-        if group is not None:
-            self._drop_replayed(context, text)
-            yield from self._close(c for c in self._open if c == context or
-                                   (context in UNTAGGED and c in UNTAGGED))
-            if len(self._open) >= MAX_OPEN:
-                yield from self._close([next(iter(self._open))])
-            self._open[context] = _Report(group, self._line, context, [text])
-        else:
-            report = self._open.get(context)
-            if report is None and context.startswith("C"):
-                report = next((r for r in self._open.values() if r.cpu_traceback), None)
-            if report is not None:
-                report.add(text, questionable)
-                if report.done:
-                    yield from self._close([report.context])
+    def feed(self, raw: str) -> list[Finding]:
+        return list(self.feed_all((raw,)))
+
+    def feed_all(self, lines: Iterable[str | bytes]) -> Iterator[Finding]:
+        screen, split, reports = SCREEN.search, split_line, self._open
+        for raw in lines:
+            if raw.__class__ is bytes:
+                raw = raw.decode("utf-8", "replace")
+            if raw[-1:] == "\n":
+                raw = raw[:-1]
+            self._line += 1
+            screened = screen(raw)
+            if screened is None:
+                # The common cases, inline: outside any report, or a plain report line.
+                if not reports:
+                    if not self._seen_kernel and raw[:1] in ("[", "<"):
+                        self._seen_kernel = split(raw)[0] != ""
+                    continue
+                if len(raw) > MAX_LINE:
+                    raw = raw[:MAX_LINE]
+                context, text, questionable = split(raw)
+                report = reports.get(context)
+                if report is not None:
+                    if questionable or report.skipping:
+                        continue
+                    lines = report.lines
+                    if text[:1] == " " and len(lines) < MAX_REPORT_LINES:
+                        lines.append(text)  # an indented line: a frame or detail, the bulk of a report
+                        report.quiet = 0
+                    elif report.add(text):
+                        self._close([context])
+                        yield from self._take()
+                    continue
+                if context[:1] != "C":
+                    continue
+            elif len(raw) > MAX_LINE:
+                raw = raw[:MAX_LINE]
+            self._step(raw, screened is not None)
+            if self._done:
+                yield from self._take()
+
+    def finish(self) -> list[Finding]:
+        self._close(list(self._open))
+        return self._take()
+
+    def _take(self) -> list[Finding]:
+        done, self._done = self._done, []
+        return done
+
+    def _step(self, raw: str, screened: bool) -> None:
+        context, text, questionable = split_line(raw)
         if context:
             self._seen_kernel = True
-
-    def _drop_replayed(self, context: str, text: str) -> None:
-        """printk reprints a message another CPU interrupted: keep only the full one."""
+        group = self._starts(text) if screened else None
+        if group is not None:
+            self._drop_replayed(context, text)
+            untagged = context in UNTAGGED
+            self._close([c for c in self._open if c == context or (untagged and c in UNTAGGED)])
+            if len(self._open) >= MAX_OPEN:
+                self._close([next(iter(self._open))])
+            self._open[context] = _Report(group, self._line, context, [text])
+            return
         report = self._open.get(context)
-        if report is not None and len(report.lines) == 1 and text.startswith(report.lines[0]):
-            del self._open[context]
-
-    def finish(self) -> Iterator[Finding]:
-        yield from self._close(list(self._open))
+        if report is None:
+            if context[:1] != "C":
+                return
+            report = next((r for r in self._open.values() if r.cpu_traceback), None)
+            if report is None:
+                return
+        if questionable or report.skipping:
+            return
+        if screened and FOLLOW_UPS.search(text):
+            report.follow_up(text)
+        elif report.add(text):
+            self._close([report.context])
 
     def _starts(self, text: str) -> Group | None:
         for group in GROUPS:
@@ -134,35 +193,38 @@ class Scanner:
             return None  # the log's own boot
         return group
 
-    def _close(self, contexts: Iterable[str]) -> Iterator[Finding]:
-        for context in list(contexts):
+    def _drop_replayed(self, context: str, text: str) -> None:
+        """printk reprints a message another CPU interrupted: keep only the full one."""
+        report = self._open.get(context)
+        if report is not None and len(report.lines) == 1 and text.startswith(report.lines[0]):
+            del self._open[context]
+
+    def _close(self, contexts: list[str]) -> None:
+        for context in contexts:
             report = self._open.pop(context)
             self._last_close = self._line
-            yield report.finding()
+            self._done.append(report.finding())
 
 
 def scan(lines: Iterable[str | bytes]) -> Iterator[Finding]:
     """Every report in ``lines``, in the order they end; repeats not merged."""
     scanner = Scanner()
-    for line in lines:
-        if isinstance(line, bytes):
-            line = line.decode("utf-8", "replace")
-        yield from scanner.feed(line)
+    yield from scanner.feed_all(lines)
     yield from scanner.finish()
 
 
 def merge(findings: Iterable[Finding]) -> list[Finding]:
     """One Finding per signature, counting repeats, ordered by first line."""
     first: dict[str, Finding] = {}
+    counts: dict[str, int] = {}
     for finding in findings:
-        seen = first.get(finding.signature)
-        if seen is None:
-            first[finding.signature] = finding
-        elif finding.line < seen.line:
-            first[finding.signature] = replace(finding, count=seen.count + finding.count)
-        else:
-            first[finding.signature] = replace(seen, count=seen.count + finding.count)
-    return sorted(first.values(), key=lambda f: f.line)
+        key = finding.signature
+        seen = first.get(key)
+        if seen is None or finding.line < seen.line:
+            first[key] = finding
+        counts[key] = counts.get(key, 0) + finding.count
+    merged = (f if f.count == counts[k] else replace(f, count=counts[k]) for k, f in first.items())
+    return sorted(merged, key=lambda f: f.line)
 
 
 def parse(source: str | bytes | Iterable[str | bytes]) -> list[Finding]:
@@ -174,9 +236,27 @@ def parse(source: str | bytes | Iterable[str | bytes]) -> list[Finding]:
     return merge(scan(source))
 
 
-def read_lines(binary_file) -> Iterator[bytes]:
-    """Lines of a binary file, a long line cut into pieces so memory stays bounded."""
-    return iter(partial(binary_file.readline, _READ_CHUNK), b"")
+def read_lines(binary_file, chunk: int = _READ_CHUNK) -> Iterator[str]:
+    """Decoded lines of a binary file, read in chunks so memory stays bounded.
+
+    A line longer than a chunk is cut; invalid UTF-8 becomes U+FFFD.
+    """
+    rest = b""
+    while True:
+        data = binary_file.read(chunk)
+        if not data:
+            break
+        data = rest + data
+        end = data.rfind(b"\n")
+        if end < 0:
+            if len(data) < chunk:
+                rest = data
+                continue
+            end = len(data)  # no newline in a whole chunk: cut the line here
+        rest = data[end + 1:]
+        yield from data[:end].decode("utf-8", "replace").split("\n")
+    if rest:
+        yield rest.decode("utf-8", "replace")
 
 
 def parse_file(path: str | Path) -> list[Finding]:

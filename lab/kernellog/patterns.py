@@ -60,6 +60,7 @@ class Group:
     header: str
     formats: tuple[Format, ...]
     ignore: re.Pattern | None = None  # lines with the header that are not reports
+    quick: str = ""  # a cheaper substring every such line has, if not the header
 
 
 # Where the faulting instruction is: x86 "RIP: 0010:f+0x1/0x2", arm "pc : f+..",
@@ -311,11 +312,15 @@ INFO = Group("INFO:", (
     "rmt_storage:INFO:", "_INFO:"))
 
 
-def _simple(header: str, kind: Kind, *formats: tuple, ignore: re.Pattern | None = None) -> Group:
+def _simple(header: str, kind: Kind, *formats: tuple, ignore: re.Pattern | None = None,
+            quick: str = "") -> Group:
     """A group whose formats are (title, template[, stack]) triples."""
     return Group(header, tuple(
         Format(kind, rx(f[0]), f[1], stack=f[2] if len(f) > 2 else None, no_stack=len(f) == 2)
-        for f in formats), ignore=ignore)
+        for f in formats), ignore=ignore, quick=quick)
+
+
+_DIE = "#"  # x86 die(): "general protection fault: 0000 [#1] SMP"
 
 
 _RIP_ONLY = StackRule((RIP,))
@@ -348,7 +353,7 @@ PANIC = Group("Kernel panic", (
     Format(Kind.PANIC, rx("Kernel panic - not syncing: (.*)"), "kernel panic: {0}"),
 ))
 
-KERNEL_BUG = Group("kernel BUG", (
+KERNEL_BUG = Group("kernel BUG", quick="BUG", formats=(
     Format(Kind.BUG, rx("kernel BUG at mm/usercopy.c"), "BUG: bad usercopy in {0}",
            stack=_trace("usercopy", "__check")),
     Format(Kind.BUG, rx("kernel BUG at lib/list_debug.c"), "BUG: corrupted list in {0}", stack=_TRACE),
@@ -365,7 +370,7 @@ UBSAN = Group("UBSAN:", (
            stack=_trace("ubsan", "overflow")),
 ))
 
-TRUSTY = Group("trusty: panic", (
+TRUSTY = Group("trusty: panic", quick=": panic", formats=(
     Format(Kind.PANIC, rx("trusty: panic.* ASSERT FAILED"), "trusty: ASSERT FAILED: {0}", no_stack=True,
            report=rx(r"trusty: panic \(.*?\):(?: DEBUG)? ASSERT FAILED at \(.*?\): (.+)")),
     Format(Kind.PANIC, rx("trusty: panic.* ASSERT FAILED.*: *(.*)"), "trusty: ASSERT FAILED: {0}",
@@ -382,24 +387,24 @@ GROUPS: tuple[Group, ...] = (
              "BUG: unable to handle kernel {0} in {1}", _FAULT)),
     _simple("general protection fault", Kind.OOPS,
             ("general protection fault.*:", "general protection fault in {0}", _FAULT),
-            ignore=rx(r"general protection fault .* error:\d+ in ")),  # a userspace segfault
-    _simple("stack segment: ", Kind.OOPS, ("stack segment: ", "stack segment fault in {0}", _FAULT)),
+            ignore=rx(r"general protection fault .* error:\d+ in "), quick=_DIE),  # a userspace segfault
+    _simple("stack segment: ", Kind.OOPS, ("stack segment: ", "stack segment fault in {0}", _FAULT), quick=_DIE),
     _simple("hard LOCKUP", Kind.HARD_LOCKUP,
-            ("Watchdog detected hard LOCKUP", "BUG: hard lockup in {0}", _STALL_FAULT)),
+            ("Watchdog detected hard LOCKUP", "BUG: hard lockup in {0}", _STALL_FAULT), quick="LOCKUP"),
     PANIC,
     _simple("PANIC: double fault", Kind.OOPS, ("PANIC: double fault", "PANIC: double fault in {0}", _RIP_ONLY)),
     KERNEL_BUG,
     _simple("Kernel BUG", Kind.BUG, ("Kernel BUG (.*)", "kernel BUG {0}", None)),
     _simple("BUG kmalloc-", Kind.BUG, ("BUG kmalloc-.*: Object already free", "BUG: Object already free", None)),
-    _simple("divide error:", Kind.OOPS, ("divide error: ", "divide error in {0}", _RIP_ONLY)),
-    _simple("divide_error:", Kind.OOPS, ("divide_error: ", "divide error in {0}", _RIP_ONLY)),
-    _simple("invalid opcode:", Kind.OOPS, ("invalid opcode: ", "invalid opcode in {0}", _RIP_ONLY)),
+    _simple("divide error:", Kind.OOPS, ("divide error: ", "divide error in {0}", _RIP_ONLY), quick=_DIE),
+    _simple("divide_error:", Kind.OOPS, ("divide_error: ", "divide error in {0}", _RIP_ONLY), quick=_DIE),
+    _simple("invalid opcode:", Kind.OOPS, ("invalid opcode: ", "invalid opcode in {0}", _RIP_ONLY), quick=_DIE),
     UBSAN,
     _simple("Booting the kernel", Kind.REBOOT, ("^Booting the kernel", "unexpected kernel reboot"),
             ignore=rx("Parsing ELF|Decompressing Linux|Unknown parameter '")),
     _simple("unregister_netdevice: waiting for", Kind.OTHER,
             ("unregister_netdevice: waiting for (?:.*) to become free",
-             "unregister_netdevice: waiting for DEV to become free")),
+             "unregister_netdevice: waiting for DEV to become free"), quick="_netdevice: waiting"),
     _simple("VFS: Close: file count is 0", Kind.BUG,
             ("VFS: Close: file count is 0", "VFS: Close: file count is zero (use-after-free)")),
     _simple("VFS: Busy inodes after unmount", Kind.BUG,
@@ -410,8 +415,15 @@ GROUPS: tuple[Group, ...] = (
     TRUSTY,
 )
 
-# One search per line finds every candidate header.
-HEADERS = re.compile("|".join(re.escape(group.header) for group in GROUPS))
+
+def _screen(groups: tuple[Group, ...]) -> re.Pattern:
+    """A quick test every line can afford. Regex engines skip ahead fast to a rare
+    first character, so each group offers a ``quick`` token starting with one."""
+    tokens = dict.fromkeys(group.quick or group.header for group in groups)
+    return re.compile("|".join(map(re.escape, tokens)))
+
+
+SCREEN = _screen(GROUPS)
 
 # Lines that belong to the report they follow rather than start one:
 # the panic after an oops, the trap line of a BUG(), a fault during a fault.

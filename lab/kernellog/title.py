@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
+from functools import lru_cache
 from typing import NamedTuple
 
 from lab.kernellog import frames
 from lab.kernellog.finding import Kind
-from lab.kernellog.patterns import Format, Group
+from lab.kernellog.patterns import Group
 
 MAX_TITLE = 120
+HEAD_LINES = 10
 
 # Dynamic parts of a title, replaced until nothing changes.
 _DYNAMIC = (
@@ -25,7 +27,7 @@ _DYNAMIC = (
     (re.compile(r"\d{7,}"), "NUM"),
 )
 _TIMESTAMP = re.compile(r"\[ *[0-9]+\.[0-9]+\]")
-_SOURCE = re.compile(r"(?<![\w/.-])((?:[\w.-]+/)*[\w.-]+\.[chS]):(\d+)")
+_SOURCE = re.compile(r"([\w/.-]*\w\.(?:[chS]|rs)):(\d+)")
 _CONTROL = re.compile(r"[^\x20-\x7e]")
 _DIGITS = re.compile(r"[0-9]+")
 
@@ -37,14 +39,13 @@ class Description(NamedTuple):
     location: str | None
 
 
+@lru_cache(maxsize=4096)
 def sanitize(title: str) -> str:
     """Drop what changes from run to run: addresses, numbers, PIDs, line numbers."""
     for pattern, replacement in _DYNAMIC:
-        while True:
-            replaced = pattern.sub(replacement, title)
-            if replaced == title:
-                break
-            title = replaced
+        title, count = pattern.subn(replacement, title)
+        while count:  # replacements can expose overlapping matches ("0,1,2")
+            title, count = pattern.subn(replacement, title)
     title = _CONTROL.sub("", title[:MAX_TITLE].replace("\t", " "))
     return " ".join(title.split())
 
@@ -52,16 +53,43 @@ def sanitize(title: str) -> str:
 def describe(group: Group, lines: Sequence[str]) -> Description:
     """Title the report in ``lines`` (the first line holds ``group.header``)."""
     text = "\n".join(lines)
-    best: tuple[Format, str, bool] | None = None
-    best_pos = len(text) + 1
-    title_matched = False
+    # The title is almost always in the first lines: look there first.
+    head = -1
+    for _ in range(HEAD_LINES):
+        head = text.find("\n", head + 1)
+        if head < 0:
+            break
+    if head < 0:
+        head = len(text)
+    chosen = _choose(group, text, head)
+    if chosen is None and head < len(text):
+        chosen = _choose(group, text, len(text))
+    location = _location(lines)
+    if chosen is None or chosen[1] is None:
+        first = lines[0]
+        title = first[max(first.find(group.header), 0):]
+        return Description(sanitize(title), group.formats[0].kind, chosen is not None, location)
+    fmt, title, corrupted = chosen
+    corrupted = corrupted or fmt.corrupted or _TIMESTAMP.search(title) is not None
+    if not corrupted and not fmt.no_stack:
+        corrupted = not _has_stack(text)
+    return Description(sanitize(title), fmt.kind, corrupted, location)
+
+
+def _choose(group: Group, text: str, endpos: int):
+    """The format whose title matches earliest in ``text[:endpos]`` and the title it gives.
+
+    None if no title matches; (format, None, True) if titles match but no
+    format's report regex does.
+    """
+    best = None
+    best_pos = endpos + 1
     for fmt in group.formats:
-        match = fmt.title.search(text)
-        if match is None or match.start() > best_pos or (match.start() == best_pos and best):
+        match = fmt.title.search(text, 0, endpos)
+        if match is None or match.start() > best_pos or (match.start() == best_pos and best[1]):
             continue
         if match.start() < best_pos:
-            best, best_pos = None, match.start()
-        title_matched = True
+            best, best_pos = (fmt, None, True), match.start()
         if fmt.report is not None:
             match = fmt.report.search(text)
             if match is None:
@@ -69,48 +97,47 @@ def describe(group: Group, lines: Sequence[str]) -> Description:
         args = [g or "" for g in match.groups()]
         ok = True
         if fmt.stack is not None:
-            found, ok = frames.extract(text[match.start():].split("\n"), fmt.stack)
+            found, ok = frames.extract(text, match.start(), fmt.stack)
             args += found
         best = (fmt, fmt.template.format(*args), not ok)
-    if best is None:
-        first = lines[0]
-        start = first.find(group.header)
-        title = first[max(start, 0):]
-        return Description(sanitize(title), group.formats[0].kind, title_matched, _location(lines))
-    fmt, title, corrupted = best
-    corrupted = corrupted or fmt.corrupted or _TIMESTAMP.search(title) is not None
-    if not corrupted and not fmt.no_stack:
-        corrupted = not _has_stack(lines)
-    return Description(sanitize(title), fmt.kind, corrupted, _location(lines))
+    return best
 
 
-def _has_stack(lines: Sequence[str]) -> bool:
+def _has_stack(text: str) -> bool:
     """A report that should carry a stack trace has one, with frames after each kind of trace header."""
     seen: set[str] = set()
-    for i, line in enumerate(lines):
-        header = frames.STACK_START.search(line)
-        if header is None:
-            continue
+    for header in frames.stack_starts(text):
         key = _DIGITS.sub("", header.group())
-        if key in seen:
-            continue
-        seen.add(key)
-        if len(lines) - i < 4:
-            return False
-        for following in lines[i + 1:i + 16]:
-            if frames.STACK_START.search(following):
+        if key not in seen:
+            seen.add(key)
+            if not _frames_follow(text, header):
                 return False
-            if "(stack is not available)" in following or frames.FRAME_LINE.match(following):
-                break
-        else:
-            return False
     return bool(seen)
 
 
+def _frames_follow(text: str, header: re.Match) -> bool:
+    """At least 3 more lines, and a frame within the next 15 before any other stack trace."""
+    start = text.find("\n", header.end())
+    if start < 0 or text.count("\n", start) < 3:
+        return False
+    stop = start
+    for _ in range(15):
+        stop = text.find("\n", stop + 1)
+        if stop < 0:
+            stop = len(text)
+            break
+    following = frames.stack_start(text, start, stop)
+    if following is not None:
+        stop = text.rfind("\n", 0, following.start())
+    return frames.FRAME_LINE.search(text, start + 1, max(stop, start + 1)) is not None or \
+        "(stack is not available)" in text[start:stop]
+
+
 def _location(lines: Sequence[str]) -> str | None:
-    """The file:line the report names near its start (a WARNING's or BUG()'s)."""
-    for line in lines[:3]:
-        match = _SOURCE.search(line)
-        if match:
-            return f"{match.group(1)}:{match.group(2)}"
+    """The file:line the report names on its first lines (a WARNING's or BUG()'s)."""
+    for line in lines[:2]:
+        if ".c:" in line or ".h:" in line or ".S:" in line or ".rs:" in line:
+            match = _SOURCE.search(line)
+            if match:
+                return f"{match.group(1)}:{match.group(2)}"
     return None
