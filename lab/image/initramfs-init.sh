@@ -15,6 +15,10 @@ if ! mount -t ext4 -o rw /dev/vda /newroot; then
     echo "lab-initramfs: cannot mount /dev/vda" > /dev/kmsg
     exec sh
 fi
+init=/sbin/lab-init
+for arg in $(cat /proc/cmdline); do
+    case "$arg" in init=*) init="${arg#init=}" ;; esac
+done
 umount /proc /sys
 mount --move /dev /newroot/dev
-exec switch_root /newroot /sbin/lab-init
+exec switch_root /newroot "$init"
