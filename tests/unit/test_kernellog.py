@@ -1,0 +1,140 @@
+"""lab.kernellog on 6.1 x86_64 console logs, bad input and the ``lab dmesg`` command."""
+
+import argparse
+import io
+import json
+import random
+import re
+from pathlib import Path
+
+import pytest
+
+from lab.errors import UserError
+from lab.kernellog import Finding, Kind, parse, parse_file
+from lab.kernellog.command import handler, register
+from lab.kernellog.console import split_line
+
+DATA = Path(__file__).parent / "data" / "kernellog"
+
+
+def test_warn_on_in_gup():
+    [f] = parse_file(DATA / "warn_gup.log")
+    assert (f.kind, f.title, f.location, f.line, f.count, f.corrupted) == (
+        Kind.WARNING, "WARNING in unpin_user_pages", "mm/gup.c:344", 3, 1, False)
+    assert f.signature == "WARNING in unpin_user_pages @ mm/gup.c"
+    lines = f.report.splitlines()
+    assert lines[0].startswith("WARNING: CPU: 1 PID: 287 at mm/gup.c:344") and lines[-1].startswith("---[ end trace")
+    assert "? exit_to_user_mode_prepare" not in f.report  # unreliable frames are dropped
+
+
+def test_caller_tags_filter_other_tasks_and_cpus():
+    [tagged] = parse_file(DATA / "warn_gup_tagged.log")
+    [plain] = parse_file(DATA / "warn_gup.log")
+    assert tagged.title == plain.title and tagged.report == plain.report
+    assert "fio:" not in tagged.report and "clocksource" not in tagged.report
+
+
+def test_hung_tasks_are_found_in_order_and_repeats_counted():
+    jbd2, freeze = parse_file(DATA / "hung_task.log")
+    assert jbd2.title == "INFO: task hung in jbd2_journal_commit_transaction"
+    assert (jbd2.kind, jbd2.line, jbd2.count) == (Kind.HUNG_TASK, 2, 2)
+    assert freeze.title == "INFO: task hung in freeze_super" and freeze.count == 1
+    assert freeze.report.startswith("INFO: task fsfreeze:412 blocked for more than 10 seconds.")
+    assert freeze.report.endswith("</TASK>")
+
+
+def test_circular_locking_dependency():
+    [f] = parse_file(DATA / "lockdep.log")
+    assert (f.kind, f.title, f.corrupted) == (Kind.LOCKDEP, "possible deadlock in ext4_writepages", False)
+    assert "*** DEADLOCK ***" in f.report and "random: crng" not in f.report
+
+
+@pytest.mark.parametrize("raw, expected", [
+    ("[   12.345678] WARNING: x", ("console", "WARNING: x", False)),
+    ("[   12.345678][  T123] text", ("T123", "text", False)),
+    ("[    1.000000][    C1]  ? foo+0x1/0x2", ("C1", " ? foo+0x1/0x2", True)),
+    ("<4>[    1.500000] text\r", ("console", "text", False)),
+    ("<4>WARNING: x", ("", "WARNING: x", False)),
+    ("\x1b[0m[    1.0] colored", ("console", "colored", False)),
+    ("[  OK  ] Started Journal Service.", ("", "[  OK  ] Started Journal Service.", False)),
+])
+def test_console_prefixes(raw, expected):
+    assert split_line(raw) == expected
+
+
+def test_titles_and_signatures_hold_nothing_that_changes_between_runs():
+    log = (DATA / "warn_gup.log").read_text().replace("unpin_user_pages+", "unpin_user_pages.cold.12+")
+    log += "[  50.0] BUG: spinlock bad magic on CPU#1, syz-executor.3/31337\n"
+    for f in parse(log):
+        assert not re.search(r"\d{3,}|0x|CPU#\d", f.title + f.signature), f
+
+
+def test_many_reports_in_one_log():
+    logs = [(DATA / n).read_text() for n in ("lockdep.log", "warn_gup.log", "hung_task.log", "warn_gup.log")]
+    found = parse("".join(logs))
+    assert [f.title for f in found] == [
+        "possible deadlock in ext4_writepages", "WARNING in unpin_user_pages",
+        "INFO: task hung in jbd2_journal_commit_transaction", "INFO: task hung in freeze_super"]
+    assert [f.count for f in found] == [1, 2, 2, 1]
+
+
+def test_bad_input_does_not_crash(tmp_path):
+    rng = random.Random(1)
+    garbage = rng.randbytes(300_000)
+    assert parse(garbage) == parse_file(_write(tmp_path, garbage)) and parse("") == []
+    assert parse_file(_write(tmp_path, b"")) == []
+    assert parse_file(_write(tmp_path, b"\x00" * 200_000)) == []  # one huge line
+    good = (DATA / "warn_gup.log").read_bytes()
+    broken = good.replace(b"Modules linked in", b"Modules \xff\xfe linked in")
+    assert [f.title for f in parse_file(_write(tmp_path, broken))] == ["WARNING in unpin_user_pages"]
+    crlf = parse_file(_write(tmp_path, good.replace(b"\n", b"\r\n")))
+    assert crlf == parse_file(DATA / "warn_gup.log")
+    mixed = parse(garbage[:5000] + b"\n" + good + garbage[5000:10000])
+    assert "WARNING in unpin_user_pages" in [f.title for f in mixed]
+
+
+def test_truncated_report_is_flagged(tmp_path):
+    text = (DATA / "warn_gup.log").read_text()
+    [f] = parse(text[:text.index("Call Trace")])
+    assert f.title == "WARNING in unpin_user_pages" and f.corrupted
+    [f] = parse_file(_write(tmp_path, (DATA / "hung_task.log").read_bytes()[:300]))
+    assert f.title == "INFO: task hung in corrupted" and f.corrupted
+
+
+def _write(tmp_path: Path, data: bytes) -> Path:
+    path = tmp_path / f"log{len(list(tmp_path.iterdir()))}"
+    path.write_bytes(data)
+    return path
+
+
+def _dmesg(*argv: str) -> int:
+    parser = argparse.ArgumentParser(prog="lab")
+    register(parser.add_subparsers())
+    args = parser.parse_args(["dmesg", *argv])
+    return args.func(args)
+
+
+def test_command_json(capsys):
+    assert _dmesg(str(DATA / "hung_task.log"), "--json") == 1
+    out = json.loads(capsys.readouterr().out)
+    assert [f["title"] for f in out["findings"]][0] == "INFO: task hung in jbd2_journal_commit_transaction"
+    assert set(out["findings"][0]) == {"kind", "title", "signature", "corrupted", "line", "location",
+                                      "report", "count"}
+    assert out["findings"][0]["kind"] == "hung-task"
+
+
+def test_command_summary_stdin_and_errors(capsys, monkeypatch, tmp_path):
+    assert _dmesg(str(DATA / "warn_gup.log")) == 1
+    assert "warn_gup.log:3: warning: WARNING in unpin_user_pages (mm/gup.c:344)" in capsys.readouterr().out
+    monkeypatch.setattr("sys.stdin", io.TextIOWrapper(io.BytesIO(b"[ 1.0] all fine\n")))
+    assert _dmesg("-") == 0 and "<stdin>: no kernel reports" in capsys.readouterr().out
+    with pytest.raises(UserError) as error:
+        _dmesg(str(tmp_path / "missing.log"))
+    assert error.value.file == str(tmp_path / "missing.log") and error.value.exit_code == 3
+    with pytest.raises(UserError):
+        handler(argparse.Namespace(file=str(tmp_path), json=False))
+
+
+def test_finding_to_dict_is_json_ready():
+    f = Finding(Kind.BUG, "kernel BUG in f", "kernel BUG in f", "kernel BUG at x.c:1!", 7, "x.c:1")
+    assert json.loads(json.dumps(f.to_dict()))["kind"] == "bug"

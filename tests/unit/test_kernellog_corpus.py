@@ -1,0 +1,57 @@
+"""lab.kernellog against syzkaller's corpus of real console logs with expected titles.
+
+Format: /work/shared/corpus/syzkaller-reports/README.md. The thresholds are the
+rates measured when this test was written, minus a small margin.
+"""
+
+from pathlib import Path
+
+import pytest
+
+from lab.kernellog import parse
+
+CORPUS = Path(__file__).resolve().parents[2].parent / "shared" / "corpus" / "syzkaller-reports"
+TITLE_RATE = 0.96  # measured 278/282 = 0.986
+QUIET_RATE = 0.95  # measured 17/17
+
+
+def load(path: Path) -> tuple[dict[str, list[str]], bytes]:
+    """Header fields and the raw log of one corpus case."""
+    data = path.read_bytes()
+    head, _, log = data.partition(b"\n\n")
+    fields: dict[str, list[str]] = {}
+    for line in head.decode().splitlines():
+        key, _, value = line.partition(":")
+        fields.setdefault(key, []).append(value.strip())
+    return fields, log.split(b"\nREPORT:\n")[0]
+
+
+def cases() -> list[Path]:
+    return sorted((p for p in CORPUS.iterdir() if p.name.isdigit()), key=lambda p: int(p.name))
+
+
+def rates() -> tuple[float, float, list[str]]:
+    titled = quiet = right = silent = 0
+    misses = []
+    for path in cases():
+        fields, log = load(path)
+        findings = parse(log)
+        title = fields.get("TITLE", [""])[0]
+        if not title:
+            quiet += 1
+            silent += not findings
+        elif "CORRUPTED" not in fields:
+            titled += 1
+            got = findings[0].title if findings else None
+            if got in [title, *fields.get("ALT", [])]:
+                right += 1
+            else:
+                misses.append(f"{path.name}: want {title!r}, got {got!r}")
+    return right / titled, silent / quiet, misses
+
+
+@pytest.mark.skipif(not CORPUS.is_dir(), reason="corpus not present")
+def test_corpus_match_rates():
+    title_rate, quiet_rate, misses = rates()
+    assert title_rate >= TITLE_RATE, "\n".join(misses)
+    assert quiet_rate >= QUIET_RATE
