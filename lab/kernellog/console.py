@@ -15,7 +15,7 @@ import re
 CONSOLE = "console"
 UNTAGGED = ("", CONSOLE)
 
-_STAMP_FAST = re.compile(r"\[ *\d+\.\d+\](?:\[ *([CT][ \d]+)\])? ")
+STAMP = re.compile(r"\[ *\d+\.\d+\](?:\[ *([CT]\d+)\])? ")  # the common case
 _STAMP = re.compile(r"(?:<\d{1,3}>)?\[ *\d+\.\d+\](?:\[ *([CT]) *(\d+)\])? ")
 # Decorations in front of the timestamp: dropped-message notes, a login
 # prompt the kernel printed over, a syslog "<4>" or "Mon dd hh:mm:ss host kernel: ".
@@ -33,19 +33,18 @@ def split_line(raw: str) -> tuple[str, str, bool]:
     ``context`` is the caller tag ("T123", "C1"), CONSOLE, or "" without a
     timestamp; ``questionable`` marks an unreliable stack frame.
     """
-    match = _STAMP_FAST.match(raw)
+    match = STAMP.match(raw)
     if match is None:
         return _split_slow(raw)
-    tag = match.group(1)
     text = raw[match.end():]
     if text[-1:] == "\r" or "\x1b" in text:
         text = _NOISE.sub("", text)
-    if "? " in text or text[-1:] == ")":
-        return (tag.replace(" ", "") if tag else CONSOLE), text, _is_questionable(text)
-    return (tag.replace(" ", "") if tag else CONSOLE), text, False
+    questionable = ("? " in text or text[-1:] == ")") and is_questionable(text)
+    return match.group(1) or CONSOLE, text, questionable
 
 
-def _is_questionable(text: str) -> bool:
+def is_questionable(text: str) -> bool:
+    """An unreliable stack frame: "? f+0x1/0x2" (x86) or "f+0x1/0x2 (unreliable)" (powerpc)."""
     return "<EOI>" not in text and (_QUESTIONABLE.match(text) is not None or text.endswith(" (unreliable)"))
 
 
@@ -62,4 +61,4 @@ def _split_slow(raw: str) -> tuple[str, str, bool]:
         return "", raw[start:], False
     tag = match.group(1)
     text = raw[match.end():]
-    return (tag + match.group(2) if tag else CONSOLE), text, _is_questionable(text)
+    return (tag + match.group(2) if tag else CONSOLE), text, is_questionable(text)

@@ -16,7 +16,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from lab.kernellog.console import UNTAGGED, split_line
+from lab.kernellog.console import CONSOLE, STAMP, UNTAGGED, is_questionable, split_line
 from lab.kernellog.finding import Finding, Kind
 from lab.kernellog.patterns import FOLLOW_UPS, GROUPS, INTERLUDES, SCREEN, Group
 from lab.kernellog.title import describe
@@ -108,24 +108,30 @@ class Scanner:
     def feed(self, raw: str) -> list[Finding]:
         return list(self.feed_all((raw,)))
 
-    def feed_all(self, lines: Iterable[str | bytes]) -> Iterator[Finding]:
-        screen, split, reports = SCREEN.search, split_line, self._open
+    def feed_all(self, lines: Iterable[str | bytes], *, clean: bool = False) -> Iterator[Finding]:
+        """Feed lines (str or bytes, newline or not); ``clean``: str without newlines."""
+        if not clean:
+            lines = map(_normalize, lines)
+        screen, stamp, reports = SCREEN.search, STAMP.match, self._open
+        number = self._line
         for raw in lines:
-            if raw.__class__ is bytes:
-                raw = raw.decode("utf-8", "replace")
-            if raw[-1:] == "\n":
-                raw = raw[:-1]
-            self._line += 1
+            number += 1
             screened = screen(raw)
             if screened is None:
                 # The common cases, inline: outside any report, or a plain report line.
                 if not reports:
                     if not self._seen_kernel and raw[:1] in ("[", "<"):
-                        self._seen_kernel = split(raw)[0] != ""
+                        self._seen_kernel = split_line(raw)[0] != ""
                     continue
                 if len(raw) > MAX_LINE:
                     raw = raw[:MAX_LINE]
-                context, text, questionable = split(raw)
+                match = stamp(raw)
+                if match is None or raw[-1:] == "\r" or "\x1b" in raw:
+                    context, text, questionable = split_line(raw)
+                else:  # split_line's common case, inline
+                    context = match.group(1) or CONSOLE
+                    text = raw[match.end():]
+                    questionable = ("? " in text or text[-1:] == ")") and is_questionable(text)
                 report = reports.get(context)
                 if report is not None:
                     if questionable or report.skipping:
@@ -135,6 +141,7 @@ class Scanner:
                         lines.append(text)  # an indented line: a frame or detail, the bulk of a report
                         report.quiet = 0
                     elif report.add(text):
+                        self._line = number
                         self._close([context])
                         yield from self._take()
                     continue
@@ -142,9 +149,11 @@ class Scanner:
                     continue
             elif len(raw) > MAX_LINE:
                 raw = raw[:MAX_LINE]
+            self._line = number
             self._step(raw, screened is not None)
             if self._done:
                 yield from self._take()
+        self._line = number
 
     def finish(self) -> list[Finding]:
         self._close(list(self._open))
@@ -206,10 +215,16 @@ class Scanner:
             self._done.append(report.finding())
 
 
-def scan(lines: Iterable[str | bytes]) -> Iterator[Finding]:
+def _normalize(line: str | bytes) -> str:
+    if line.__class__ is bytes:
+        line = line.decode("utf-8", "replace")
+    return line[:-1] if line[-1:] == "\n" else line
+
+
+def scan(lines: Iterable[str | bytes], *, clean: bool = False) -> Iterator[Finding]:
     """Every report in ``lines``, in the order they end; repeats not merged."""
     scanner = Scanner()
-    yield from scanner.feed_all(lines)
+    yield from scanner.feed_all(lines, clean=clean)
     yield from scanner.finish()
 
 
@@ -232,7 +247,7 @@ def parse(source: str | bytes | Iterable[str | bytes]) -> list[Finding]:
     if isinstance(source, bytes):
         source = source.decode("utf-8", "replace")
     if isinstance(source, str):
-        source = source.split("\n")
+        return merge(scan(source.split("\n"), clean=True))
     return merge(scan(source))
 
 
@@ -262,4 +277,4 @@ def read_lines(binary_file, chunk: int = _READ_CHUNK) -> Iterator[str]:
 def parse_file(path: str | Path) -> list[Finding]:
     """Findings in a console log file, read as a stream."""
     with open(path, "rb") as log:
-        return merge(scan(read_lines(log)))
+        return merge(scan(read_lines(log), clean=True))

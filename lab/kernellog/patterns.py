@@ -164,7 +164,7 @@ BUG = Group("BUG:", (
            no_stack=True),
     Format(Kind.BUG, rx("BUG: non-zero nr_pmds on freeing mm"), "BUG: non-zero nr_pmds on freeing mm",
            no_stack=True),
-    Format(Kind.BUG, rx("BUG: Dentry .* still in use"), "BUG: Dentry still in use in {0}",
+    Format(Kind.BUG, rx("BUG: Dentry .* still in use"), "BUG: Dentry still in use in {0}", no_stack=True,
            report=rx(r"BUG: Dentry .* still in use \([0-9]+\) \[(unmount) of ([^\]]+)\]")),
     Format(Kind.BUG, rx("BUG: Bad page (state|cache)"), "BUG: Bad page {0} in {1}",
            stack=StackRule((rx("page last allocated"), STACK),

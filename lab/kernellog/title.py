@@ -116,9 +116,9 @@ def _has_stack(text: str) -> bool:
 
 
 def _frames_follow(text: str, header: re.Match) -> bool:
-    """At least 3 more lines, and a frame within the next 15 before any other stack trace."""
+    """At least 2 more lines, and a frame within the next 15 before any other stack trace."""
     start = text.find("\n", header.end())
-    if start < 0 or text.count("\n", start) < 3:
+    if start < 0 or text.count("\n", start) < 2:
         return False
     stop = start
     for _ in range(15):
