@@ -73,6 +73,9 @@ class _Report:
                 return True
         return len(lines) >= MAX_REPORT_LINES
 
+    def has_stack(self) -> bool:
+        return any("Call Trace" in line or "acktrace" in line or "+0x" in line for line in self.lines)
+
     def follow_up(self, text: str) -> None:
         """A panic or trap line that belongs to this report."""
         if len(self.lines) > (16 if "BUG: KMSAN:" in self.lines[0] else 22) and \
@@ -100,6 +103,9 @@ class Scanner:
 
     def __init__(self) -> None:
         self._open: dict[str, _Report] = {}
+        # Tagged reports another report of the same task or CPU interrupted
+        # before they printed a stack trace: they share the lines that follow.
+        self._outer: dict[str, _Report] = {}
         self._line = 0
         self._last_close = -FOLLOW_UP_WINDOW
         self._seen_kernel = False
@@ -112,7 +118,7 @@ class Scanner:
         """Feed lines (str or bytes, newline or not); ``clean``: str without newlines."""
         if not clean:
             lines = map(_normalize, lines)
-        screen, stamp, reports = SCREEN.search, STAMP.match, self._open
+        screen, stamp, reports, outer = SCREEN.search, STAMP.match, self._open, self._outer
         number = self._line
         for raw in lines:
             number += 1
@@ -133,19 +139,21 @@ class Scanner:
                     text = raw[match.end():]
                     questionable = ("? " in text or text[-1:] == ")") and is_questionable(text)
                 report = reports.get(context)
-                if report is not None:
+                if outer and context in outer:
+                    pass  # shared with an interrupted report: the slow path below
+                elif report is not None:
                     if questionable or report.skipping:
                         continue
-                    lines = report.lines
-                    if text[:1] == " " and len(lines) < MAX_REPORT_LINES:
-                        lines.append(text)  # an indented line: a frame or detail, the bulk of a report
+                    kept = report.lines
+                    if text[:1] == " " and len(kept) < MAX_REPORT_LINES:
+                        kept.append(text)  # an indented line: a frame or detail, the bulk of a report
                         report.quiet = 0
                     elif report.add(text):
                         self._line = number
                         self._close([context])
                         yield from self._take()
                     continue
-                if context[:1] != "C":
+                elif context[:1] != "C":
                     continue
             elif len(raw) > MAX_LINE:
                 raw = raw[:MAX_LINE]
@@ -156,6 +164,8 @@ class Scanner:
         self._line = number
 
     def finish(self) -> list[Finding]:
+        for context in list(self._outer):
+            self._retire(self._outer.pop(context))
         self._close(list(self._open))
         return self._take()
 
@@ -171,11 +181,18 @@ class Scanner:
         if group is not None:
             self._drop_replayed(context, text)
             untagged = context in UNTAGGED
+            if not untagged:
+                self._nest(context)
             self._close([c for c in self._open if c == context or (untagged and c in UNTAGGED)])
             if len(self._open) >= MAX_OPEN:
                 self._close([next(iter(self._open))])
             self._open[context] = _Report(group, self._line, context, [text])
             return
+        if questionable:
+            return
+        outer = self._outer.get(context)
+        if outer is not None and self._add(outer, text, screened):
+            self._retire(self._outer.pop(context))
         report = self._open.get(context)
         if report is None:
             if context[:1] != "C":
@@ -183,12 +200,27 @@ class Scanner:
             report = next((r for r in self._open.values() if r.cpu_traceback), None)
             if report is None:
                 return
-        if questionable or report.skipping:
-            return
+        if self._add(report, text, screened):
+            self._close([report.context])
+
+    @staticmethod
+    def _add(report: _Report, text: str, screened: bool) -> bool:
+        if report.skipping:
+            return False
         if screened and FOLLOW_UPS.search(text):
             report.follow_up(text)
-        elif report.add(text):
-            self._close([report.context])
+            return False
+        return report.add(text)
+
+    def _nest(self, context: str) -> None:
+        """A new report starts in ``context``: keep the current one open beside it
+        if it has no stack trace yet (one level deep)."""
+        outer = self._outer.pop(context, None)
+        if outer is not None:
+            self._retire(outer)
+        current = self._open.get(context)
+        if current is not None and not current.has_stack():
+            self._outer[context] = self._open.pop(context)
 
     def _starts(self, text: str) -> Group | None:
         for group in GROUPS:
@@ -210,9 +242,13 @@ class Scanner:
 
     def _close(self, contexts: list[str]) -> None:
         for context in contexts:
-            report = self._open.pop(context)
-            self._last_close = self._line
-            self._done.append(report.finding())
+            self._retire(self._open.pop(context))
+            if context in self._outer:  # the report it interrupted ends with it
+                self._retire(self._outer.pop(context))
+
+    def _retire(self, report: _Report) -> None:
+        self._last_close = self._line
+        self._done.append(report.finding())
 
 
 def _normalize(line: str | bytes) -> str:
