@@ -177,7 +177,7 @@ class Scanner:
         context, text, questionable = split_line(raw)
         if context:
             self._seen_kernel = True
-        group = self._starts(text) if screened else None
+        group = self._starts(context, text) if screened else None
         if group is not None:
             self._drop_replayed(context, text)
             untagged = context in UNTAGGED
@@ -222,7 +222,7 @@ class Scanner:
         if current is not None and not current.has_stack():
             self._outer[context] = self._open.pop(context)
 
-    def _starts(self, text: str) -> Group | None:
+    def _starts(self, context: str, text: str) -> Group | None:
         for group in GROUPS:
             if group.header in text and not (group.ignore and group.ignore.search(text)):
                 break
@@ -232,6 +232,8 @@ class Scanner:
             return None
         if group.formats[0].kind is Kind.REBOOT and not self._seen_kernel:
             return None  # the log's own boot
+        if group.joins and context in self._open:
+            return None
         return group
 
     def _drop_replayed(self, context: str, text: str) -> None:

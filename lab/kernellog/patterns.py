@@ -61,6 +61,7 @@ class Group:
     formats: tuple[Format, ...]
     ignore: re.Pattern | None = None  # lines with the header that are not reports
     quick: str = ""  # a cheaper substring every such line has, if not the header
+    joins: bool = False  # inside an open report, a line with the header is part of it
 
 
 # Where the faulting instruction is: x86 "RIP: 0010:f+0x1/0x2", arm "pc : f+..",
@@ -97,6 +98,10 @@ def _lockdep(header: str, *, prefix: str, middle: str, kind: str = "possible dea
                   report=rx(prefix + header + middle + _LOCK_SCENARIO + r"at: (?:{PC} +)?{FUNC}"))
 
 
+_LEAK_STACK = StackRule((rx(r"backtrace(?: \(crc [0-9a-f]*\))?:"), STACK),
+                        skip=("kmemleak", "mmap", "kmem", "slab", "alloc", "create_object", "idr_get",
+                              "list_lru_init", "kasprintf", "kvasprintf", "pcpu_create", "strdup",
+                              "strndup", "memdup"))
 _KASAN_ACCESS = rx(r"BUG: KASAN: ([a-z\-]+) in {FUNC}" + _LOCK_SCENARIO
                    + r"(Read|Write) (?:of size|at addr) (?:[0-9a-f]+)")
 _KASAN_FREE = rx(r"BUG: KASAN: (?:double-free or invalid-free|double-free|invalid-free) in {FUNC}")
@@ -182,11 +187,7 @@ BUG = Group("BUG:", (
            "BUG: workqueue leaked lock or atomic in {0}", no_stack=True,
            report=rx("BUG: workqueue leaked lock or atomic" + _LOCK_SCENARIO
                      + r"last function: ([a-zA-Z0-9_]+)\n")),
-    Format(Kind.MEMORY_LEAK, rx("BUG: memory leak"), "memory leak in {0}",
-           stack=StackRule((rx(r"backtrace(?: \(crc [0-9a-f]*\))?:"), STACK),
-                           skip=("kmemleak", "mmap", "kmem", "slab", "alloc", "create_object",
-                                 "idr_get", "list_lru_init", "kasprintf", "kvasprintf",
-                                 "pcpu_create", "strdup", "strndup", "memdup"))),
+    Format(Kind.MEMORY_LEAK, rx("BUG: memory leak"), "memory leak in {0}", stack=_LEAK_STACK),
     Format(Kind.BUG, rx("BUG: .*stack guard page was hit at"), "BUG: stack guard page was hit in {0}",
            stack=StackRule((RIP, CALL_TRACE, STACK), pick="stall")),
     Format(Kind.LOCKDEP, rx("BUG: Invalid wait context"), "WARNING: locking bug in {0}",
@@ -289,7 +290,7 @@ INFO = Group("INFO:", (
              middle=r" \]" + _LOCK_SCENARIO + "is trying to acquire lock"),
     _lockdep("inconsistent lock state", prefix="INFO: ", middle=r" \]" + _LOCK_SCENARIO + "takes",
              kind="inconsistent lock state"),
-    Format(Kind.RCU_STALL, rx("INFO: rcu_(?:preempt|sched|bh) (?:self-)?detected(?: expedited)? stall"),
+    Format(Kind.RCU_STALL, rx("INFO: rcu_(?:preempt|sched|bh|tasks\\w*) (?:self-)?detected(?: expedited)? stall"),
            "INFO: rcu detected stall in {0}",
            stack=StackRule((rx("apic_timer_interrupt"), RIP, STACK),
                            (rx("(?:apic_timer_interrupt|Exception stack|el1h_64_irq)"), STACK),
@@ -413,6 +414,10 @@ GROUPS: tuple[Group, ...] = (
     _simple("Unhandled fault:", Kind.OOPS, ("Unhandled fault:", "Unhandled fault in {0}", _FAULT)),
     _simple("Alignment trap:", Kind.OOPS, ("Alignment trap:", "Alignment trap in {0}", _FAULT)),
     TRUSTY,
+    # /sys/kernel/debug/kmemleak, when a workload copies it to the console.
+    Group("unreferenced object 0x", (
+        Format(Kind.MEMORY_LEAK, rx("unreferenced object 0x"), "memory leak in {0}", stack=_LEAK_STACK),),
+        quick="unreferenced object", joins=True),
 )
 
 

@@ -13,6 +13,7 @@ from lab.errors import UserError
 from lab.kernellog import Finding, Kind, parse, parse_file
 from lab.kernellog.command import handler, register
 from lab.kernellog.console import split_line
+from lab.kernellog.parser import Scanner, merge
 
 DATA = Path(__file__).parent / "data" / "kernellog"
 
@@ -76,6 +77,23 @@ def test_many_reports_in_one_log():
         "possible deadlock in ext4_writepages", "WARNING in unpin_user_pages",
         "INFO: task hung in jbd2_journal_commit_transaction", "INFO: task hung in freeze_super"]
     assert [f.count for f in found] == [1, 2, 2, 1]
+
+
+def test_reboot_only_after_kernel_output_and_kmemleak_objects_join():
+    boot = "Decompressing Linux... Parsing ELF... done.\nBooting the kernel.\n[    0.000000] Linux version 6.1.0\n"
+    assert parse(boot) == []
+    assert [f.title for f in parse(boot + boot)] == ["unexpected kernel reboot"]
+    leak = ("unreferenced object 0xffff888104b0f000 (size 4096):\n  backtrace:\n"
+            "    [<000000006a0d3b2e>] kmalloc_trace+0x26/0x90\n    [<00000000d4b8a5a7>] rxe_mr_init_user+0x6b/0x2a0\n")
+    [f] = parse(leak * 3)
+    assert (f.kind, f.title, f.count) == (Kind.MEMORY_LEAK, "memory leak in rxe_mr_init_user", 1)
+
+
+def test_live_feeding_matches_parse():
+    scanner = Scanner()
+    lines = (DATA / "hung_task.log").read_text().splitlines()
+    found = [f for line in lines for f in scanner.feed(line)] + scanner.finish()
+    assert merge(found) == parse_file(DATA / "hung_task.log")
 
 
 def test_bad_input_does_not_crash(tmp_path):
