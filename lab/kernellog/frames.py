@@ -160,6 +160,12 @@ def strip_syscall_prefix(frame: str) -> str:
     return best
 
 
+@lru_cache(maxsize=1 << 16)
+def _is_anchor(frame: str) -> bool:
+    """A dispatcher frame (after strip_syscall_prefix) for the stall heuristic."""
+    return _STALL_ANCHORS.search(frame) is not None
+
+
 def _pick(frames: list[str], how: str) -> str | None:
     if not frames:
         return None
@@ -169,7 +175,7 @@ def _pick(frames: list[str], how: str) -> str | None:
     if how == "stall":
         prev = frames[0]
         for frame in frames:
-            if _STALL_ANCHORS.search(frame):
+            if _is_anchor(frame):
                 return "smp_call_function" if "smp_call_function" in frame else prev
             prev = frame
         return None
@@ -207,7 +213,11 @@ def _walk(text: str, pos: int, parts: tuple, skip: _Skip, how: str) -> tuple[lis
     frames: list[str] = []
     ok, traces, index, end = True, 0, 0, len(text)
     injected = "should_fail" in text
+    # With one stack trace part, the first frame found is the answer: stop there.
+    settled = how == "first" and not injected and parts.count(STACK) <= 1
     while True:
+        if settled and frames:
+            return [_pick(frames, how)], ok
         if index == len(parts) or (parts[index] is STACK and traces):
             frame = _pick(frames, how)
             if frame is None:
@@ -231,10 +241,10 @@ def _walk(text: str, pos: int, parts: tuple, skip: _Skip, how: str) -> tuple[lis
                 found = first_line(following, text, pos, stop)
                 if found:
                     stop, why = _line_of(text, found.start(), pos), "next"
-            early = following is None and how == "first"
             for match in FRAME_LINE.finditer(text, pos, stop):
                 _add(frames, match, skip)
-                if early and frames:
+                # Frames past the first (or, for stalls, past the first dispatcher) change nothing.
+                if frames and ((how == "first" and following is None) or (how == "stall" and _is_anchor(strip_syscall_prefix(frames[-1])))):
                     break
             if why == "next":
                 _add(frames, found, skip)
