@@ -5,7 +5,7 @@ emulated. The guest's host key is pinned to the one its image was built with."""
 from __future__ import annotations
 
 import base64
-import socket
+import logging
 import time
 from pathlib import Path
 
@@ -17,25 +17,17 @@ from ..errors import CommandTimeout
 from ..proc import Result
 from .base import Guest, GuestUnreachable
 
+# paramiko logs every failed handshake while lab waits for sshd; lab reports
+# failures itself.
+logging.getLogger("paramiko").setLevel(logging.CRITICAL)
+
 _KEYTYPES = {"ssh-ed25519": paramiko.Ed25519Key, "ssh-rsa": paramiko.RSAKey,
              "ecdsa-sha2-nistp256": paramiko.ECDSAKey}
 
 
-def banner_ready(port: int, host: str = "127.0.0.1", timeout: float = 2.0) -> bool:
-    """True once an SSH server answers with its banner (QEMU's user-net
-    forwarder accepts connections before the guest listens, so a connect
-    alone proves nothing)."""
-    try:
-        with socket.create_connection((host, port), timeout=timeout) as s:
-            s.settimeout(timeout)
-            return s.recv(4).startswith(b"SSH-")
-    except OSError:
-        return False
-
-
 class SSHGuest(Guest):
     def __init__(self, port: int, key: Path, host_key: str, host: str = "127.0.0.1",
-                 user: str = "root"):
+                 user: str = "root", banner_timeout: float = 30):
         self.port = port
         cfg = Config(overrides={"load_ssh_configs": False})
         self.conn = Connection(host=host, user=user, port=port, config=cfg,
@@ -43,7 +35,7 @@ class SSHGuest(Guest):
                                connect_kwargs={"key_filename": str(key),
                                                "look_for_keys": False,
                                                "allow_agent": False,
-                                               "banner_timeout": 30,
+                                               "banner_timeout": banner_timeout,
                                                "auth_timeout": 30})
         ktype, b64 = host_key.split()[:2]
         pkey = _KEYTYPES[ktype](data=base64.b64decode(b64))

@@ -146,7 +146,7 @@ def _customize(root: Path, out: Path) -> None:
     (root / "etc" / "ssh" / "sshd_config.d").mkdir(exist_ok=True)
     (root / "etc" / "ssh" / "sshd_config.d" / "lab.conf").write_text(
         "HostKey /etc/ssh/ssh_host_ed25519_key\nPermitRootLogin prohibit-password\n"
-        "UseDNS no\nPasswordAuthentication no\nKbdInteractiveAuthentication no\n"
+        "UsePAM no\nUseDNS no\nPasswordAuthentication no\nKbdInteractiveAuthentication no\n"
         "PrintMotd no\nMaxSessions 64\nMaxStartups 64\n")
     (root / "etc" / "hostname").write_text("lab-guest\n")
     (root / "etc" / "fstab").write_text("/dev/vda / ext4 rw,relatime 0 1\n")

@@ -13,7 +13,7 @@ from ..errors import UserError
 from ..paths import images_dir
 
 # Bump when the way an image is assembled changes, so caches are rebuilt.
-BUILD_VERSION = "3"
+BUILD_VERSION = "4"
 INIT_SCRIPT = Path(__file__).with_name("lab-init.sh")
 
 _FIELDS = {"name": str, "suite": str, "variant": str, "mirror": str, "size_mb": int,

@@ -17,13 +17,15 @@ from pathlib import Path
 
 from .. import proc
 from ..errors import InfraError
-from ..guest.ssh import SSHGuest, banner_ready
+from ..guest.base import GuestUnreachable
+from ..guest.ssh import SSHGuest
 from ..image.build import Image
 from ..image.modules import initramfs, modules_disk
 from ..kernel.artifact import KernelArtifact
 from . import accel as accel_mod
 from .devices import (Device, Nvdimm, NvmeDrive, QmpSocket, SerialSocket, UserNet,
                       VirtioBlk, VirtioRng)
+from .pvh import pvh_kernel
 from .qmp import Qmp
 from .spec import MachineSpec, kernel_cmdline
 
@@ -46,6 +48,7 @@ class BootConfig:
     extra_cmdline: str = ""
     boot_timeout: float = 180.0
     accel: str | None = None        # None: probe
+    pvh: bool = True                # boot the vmlinux at its PVH entry when possible
 
 
 @dataclass
@@ -109,7 +112,8 @@ class Machine:
         if c.pmem_mb:
             devices.append(Nvdimm("nvdimm0", self.diskdir / "pmem0.img", c.pmem_mb))
         devices += [UserNet("net0", ssh_port), VirtioRng()]
-        return MachineSpec(kernel=c.kernel.image, initrd=initramfs(c.kernel),
+        kernel = (pvh_kernel(c.kernel.image) if c.pvh else None) or c.kernel.image
+        return MachineSpec(kernel=kernel, initrd=initramfs(c.kernel),
                            cmdline=kernel_cmdline(hung_task_timeout=c.hung_task_timeout,
                                                   extra=c.extra_cmdline),
                            memory_mb=c.memory_mb, cpus=c.cpus, accel=accel,
@@ -168,14 +172,19 @@ class Machine:
                 raise BootError(f"guest did not answer SSH on 127.0.0.1:{self.ssh_port} within "
                                 f"{self.cfg.boot_timeout:g}s; console tail:\n"
                                 f"{tail(self.console_log)}")
-            if banner_ready(self.ssh_port):
-                break
-            time.sleep(0.25)
-        g = SSHGuest(self.ssh_port, self.cfg.image.ssh_key, self.cfg.image.host_key)
-        g.connect()
-        self.times.ssh_ready = time.monotonic()
-        self.guest = g
-        return g
+            # Connect straight away: until sshd listens, QEMU's forwarder
+            # accepts and then drops the connection, which fails fast.
+            g = SSHGuest(self.ssh_port, self.cfg.image.ssh_key, self.cfg.image.host_key,
+                         banner_timeout=3)
+            try:
+                g.connect()
+            except GuestUnreachable:
+                g.close()
+                time.sleep(0.2)
+                continue
+            self.times.ssh_ready = time.monotonic()
+            self.guest = g
+            return g
 
     def __enter__(self) -> "Machine":
         try:
