@@ -16,7 +16,7 @@ CONSOLE = "console"
 UNTAGGED = ("", CONSOLE)
 
 STAMP = re.compile(r"\[ *\d+\.\d+\](?:\[ *([CT]\d+)\])? ")  # the common case
-_STAMP = re.compile(r"(?:<\d{1,3}>)?\[ *\d+\.\d+\](?:\[ *([CT]) *(\d+)\])? ")
+_ANY_STAMP = re.compile(r"(?:<\d{1,3}>)?\[ *\d+\.\d+\](?:\[ *([CT]) *(\d+)\])? ")
 # Decorations in front of the timestamp: dropped-message notes, a login
 # prompt the kernel printed over, a syslog "<4>" or "Mon dd hh:mm:ss host kernel: ".
 _DECOR = re.compile(r"(?:\*\* \d+ printk messages dropped \*\* )?(?:.* login: )?")
@@ -56,7 +56,7 @@ def _split_slow(raw: str) -> tuple[str, str, bool]:
         start = _DECOR.match(raw).end()
     if raw[start:start + 1] == "<" or " kernel: " in raw:
         start = _SYSLOG.match(raw, start).end()
-    match = _STAMP.match(raw, start)
+    match = _ANY_STAMP.match(raw, start)
     if match is None:
         return "", raw[start:], False
     tag = match.group(1)

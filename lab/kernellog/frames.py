@@ -12,7 +12,7 @@ import re
 from collections.abc import Iterator
 from functools import lru_cache
 
-from lab.kernellog.patterns import STACK, StackRule, rx
+from lab.kernellog.patterns import STACK, Pick, StackRule, rx
 from lab.kernellog.search import first_line
 
 _REPORTING = (
@@ -98,6 +98,8 @@ def stack_starts(text: str, pos: int = 0, endpos: int | None = None) -> Iterator
 def stack_start(text: str, pos: int = 0, endpos: int | None = None) -> re.Match | None:
     """The next place that starts a stack trace."""
     return next(stack_starts(text, pos, endpos), None)
+
+
 # Fault injection prints its own stack in the middle of reports.
 _FAULT_INJECTION = re.compile(r"(?m)^(?: \[<?(?:0x)?[0-9a-f]+>?\])? should_fail(?:slab)?(?:\.[a-z0-9.]+)?\+0x")
 
@@ -166,26 +168,24 @@ def _is_anchor(frame: str) -> bool:
     return _STALL_ANCHORS.search(frame) is not None
 
 
-def _pick(frames: list[str], how: str) -> str | None:
+def _pick(frames: list[str], how: Pick) -> str | None:
     if not frames:
         return None
-    if how == "first":
+    if how is Pick.FIRST:
         return strip_syscall_prefix(frames[0])
     frames = [strip_syscall_prefix(f) for f in frames]
-    if how == "stall":
+    if how is Pick.STALL:
         prev = frames[0]
         for frame in frames:
             if _is_anchor(frame):
                 return "smp_call_function" if "smp_call_function" in frame else prev
             prev = frame
         return None
-    if how == "hung":
-        for frame in frames:
-            for anchor, name in _HUNG_GROUPS:
-                if anchor in frame:
-                    return name or frame
-        return next((f for f in frames if not any(s in f for s in _HUNG_SKIP)), None)
-    raise ValueError(f"unknown frame pick {how!r}")
+    for frame in frames:  # Pick.HUNG
+        for anchor, name in _HUNG_GROUPS:
+            if anchor in frame:
+                return name or frame
+    return next((f for f in frames if not any(s in f for s in _HUNG_SKIP)), None)
 
 
 def _add(frames: list[str], match: re.Match, skip: _Skip) -> None:
@@ -203,18 +203,15 @@ def _line_of(text: str, pos: int, floor: int) -> int:
     return max(text.rfind("\n", 0, pos) + 1, floor)
 
 
-def _walk(text: str, pos: int, parts: tuple, skip: _Skip, how: str) -> tuple[list[str], bool]:
-    """Walk ``parts`` through ``text`` from ``pos``; one picked frame per stack trace part.
-
-    Line by line, a fault-injection frame spoils the walk, a stack trace ends
-    where another starts or where the next part matches.
-    """
+def _walk(text: str, pos: int, parts: tuple, skip: _Skip, how: Pick) -> tuple[list[str], bool]:
+    """Walk ``parts`` through ``text`` from ``pos``: one picked frame per stack trace part,
+    and False if a trace had no usable frame or a fault-injection frame got in the way."""
     picked: list[str] = []
     frames: list[str] = []
     ok, traces, index, end = True, 0, 0, len(text)
     injected = "should_fail" in text
     # With one stack trace part, the first frame found is the answer: stop there.
-    settled = how == "first" and not injected and parts.count(STACK) <= 1
+    settled = how is Pick.FIRST and not injected and parts.count(STACK) <= 1
     while True:
         if settled and frames:
             return [_pick(frames, how)], ok
@@ -230,27 +227,9 @@ def _walk(text: str, pos: int, parts: tuple, skip: _Skip, how: str) -> tuple[lis
         if part is STACK:
             traces += 1
             following = parts[index + 1] if index + 1 < len(parts) else None
-            stop, why, found = end, None, None
-            fault = _FAULT_INJECTION.search(text, pos) if injected else None
-            if fault:
-                stop, why = fault.start(), "fault"
-            start = stack_start(text, pos, stop)
-            if start:
-                stop, why = _line_of(text, start.start(), pos), "start"
-            if following is not None and following is not STACK:
-                found = first_line(following, text, pos, stop)
-                if found:
-                    stop, why = _line_of(text, found.start(), pos), "next"
-            for match in FRAME_LINE.finditer(text, pos, stop):
-                _add(frames, match, skip)
-                # Frames past the first (or, for stalls, past the first dispatcher) change nothing.
-                if frames and ((how == "first" and following is None) or (how == "stall" and _is_anchor(strip_syscall_prefix(frames[-1])))):
-                    break
-            if why == "next":
-                _add(frames, found, skip)
-                index += 1
-            ok = ok and why != "fault"
-            pos = _next_line(text, stop) if why else end
+            pos, clean, took_next = _trace(text, pos, following, frames, skip, how, injected)
+            ok = ok and clean
+            index += took_next
         else:
             match = first_line(part, text, pos)
             fault = _FAULT_INJECTION.search(text, pos, match.start() if match else end) if injected else None
@@ -262,6 +241,39 @@ def _walk(text: str, pos: int, parts: tuple, skip: _Skip, how: str) -> tuple[lis
             else:
                 pos = end
         index += 1
+
+
+def _trace(text: str, pos: int, following, frames: list[str], skip: _Skip, how: Pick,
+           injected: bool) -> tuple[int, bool, bool]:
+    """Read the stack trace at ``pos`` into ``frames``. It ends where another trace
+    starts, where the ``following`` part matches (its frame is taken too), or at a
+    fault-injection frame. Returns where to go on, whether no fault injection got in
+    the way, and whether ``following`` was consumed."""
+    stop, why, found = len(text), None, None
+    fault = _FAULT_INJECTION.search(text, pos) if injected else None
+    if fault:
+        stop, why = fault.start(), "fault"
+    start = stack_start(text, pos, stop)
+    if start:
+        stop, why = _line_of(text, start.start(), pos), "start"
+    if following is not None and following is not STACK:
+        found = first_line(following, text, pos, stop)
+        if found:
+            stop, why = _line_of(text, found.start(), pos), "next"
+    for match in FRAME_LINE.finditer(text, pos, stop):
+        _add(frames, match, skip)
+        if frames and _settled(frames, how, following):
+            break
+    if why == "next":
+        _add(frames, found, skip)
+    return (_next_line(text, stop) if why else len(text)), why != "fault", why == "next"
+
+
+def _settled(frames: list[str], how: Pick, following) -> bool:
+    """More frames of this trace change nothing: the first one is taken, or a stall's dispatcher is found."""
+    if how is Pick.FIRST:
+        return following is None
+    return how is Pick.STALL and _is_anchor(strip_syscall_prefix(frames[-1]))
 
 
 def extract(text: str, pos: int, rule: StackRule) -> tuple[list[str], bool]:

@@ -21,8 +21,8 @@ from lab.kernellog.finding import Finding, Kind
 from lab.kernellog.patterns import FOLLOW_UPS, GROUPS, INTERLUDES, SCREEN, Group
 from lab.kernellog.title import describe
 
-MAX_LINE = 4096  # characters kept of one line
-MAX_REPORT_LINES = 2000
+MAX_LINE = 1024  # characters kept of one line (printk lines are shorter)
+MAX_REPORT_LINES = 1000
 MAX_OPEN = 64  # reports open at once (one per task or CPU)
 QUIET_LINES = 50  # this many lines unlike report text end a report
 FOLLOW_UP_WINDOW = 200  # a panic this soon after a report belongs to it

@@ -15,6 +15,7 @@ reads a stack trace from there on. ``frames.py`` does the walking.
 
 from __future__ import annotations
 
+import enum
 import re
 from dataclasses import dataclass
 
@@ -36,12 +37,20 @@ def rx(pattern: str) -> re.Pattern:
     return re.compile(pattern)
 
 
+class Pick(enum.Enum):
+    """Which of a stack trace's frames (machinery skipped) names the report."""
+
+    FIRST = "first"
+    STALL = "stall"  # the caller of the first dispatcher (syscall entry, workqueue, timer...)
+    HUNG = "hung"  # the first that is not waiting; common waits (rtnl_lock, synchronize_rcu) grouped
+
+
 @dataclass(frozen=True)
 class StackRule:
     parts: tuple
     fallback: tuple = ()  # other parts, tried when ``parts`` yield no frame
     skip: tuple[str, ...] = ()  # regexes of frames to pass over, besides frames.SKIP
-    pick: str = "first"  # "first" frame, or the "stall" / "hung" heuristics
+    pick: Pick = Pick.FIRST
 
 
 @dataclass(frozen=True)
@@ -77,7 +86,7 @@ _FAULT = StackRule((RIP, CALL_TRACE, STACK))
 _TRACE = StackRule((CALL_TRACE, STACK))
 
 
-def _trace(*skip: str, pick: str = "first") -> StackRule:
+def _trace(*skip: str, pick: Pick = Pick.FIRST) -> StackRule:
     return StackRule((CALL_TRACE, STACK), skip=skip, pick=pick)
 
 
@@ -89,20 +98,20 @@ def _ignore(*patterns: str) -> re.Pattern:
     return re.compile("|".join(f"(?:{p})" for p in patterns))
 
 
-_LOCK_SCENARIO = r"(?:.*\n)+?.*"  # any number of lines, then the rest
+_THEN = r"(?:.*\n)+?.*"  # then, some lines later
 
 
 def _lockdep(header: str, *, prefix: str, middle: str, kind: str = "possible deadlock") -> Format:
     return Format(Kind.LOCKDEP, rx(prefix + header),
                   kind + " in {0}",
-                  report=rx(prefix + header + middle + _LOCK_SCENARIO + r"at: (?:{PC} +)?{FUNC}"))
+                  report=rx(prefix + header + middle + _THEN + r"at: (?:{PC} +)?{FUNC}"))
 
 
 _LEAK_STACK = StackRule((rx(r"backtrace(?: \(crc [0-9a-f]*\))?:"), STACK),
                         skip=("kmemleak", "mmap", "kmem", "slab", "alloc", "create_object", "idr_get",
                               "list_lru_init", "kasprintf", "kvasprintf", "pcpu_create", "strdup",
                               "strndup", "memdup"))
-_KASAN_ACCESS = rx(r"BUG: KASAN: ([a-z\-]+) in {FUNC}" + _LOCK_SCENARIO
+_KASAN_ACCESS = rx(r"BUG: KASAN: ([a-z\-]+) in {FUNC}" + _THEN
                    + r"(Read|Write) (?:of size|at addr) (?:[0-9a-f]+)")
 _KASAN_FREE = rx(r"BUG: KASAN: (?:double-free or invalid-free|double-free|invalid-free) in {FUNC}")
 _KMSAN_ORIGIN = rx(r"(Local variable .* created at:|Uninit was created at:)")
@@ -116,7 +125,7 @@ BUG = Group("BUG:", (
     Format(Kind.KASAN, rx("BUG: KASAN:"), "KASAN: invalid-free in {1}", report=_KASAN_FREE,
            stack=StackRule((_KASAN_FREE, CALL_TRACE, STACK),
                            skip=("slab_", "kfree", "vunmap", "vfree"))),
-    Format(Kind.KASAN, rx(r"BUG: KASAN: ([a-z\-]+) on address" + _LOCK_SCENARIO
+    Format(Kind.KASAN, rx(r"BUG: KASAN: ([a-z\-]+) on address" + _THEN
                           + r"(Read|Write) of size ([0-9]+)"), "KASAN: {0} {1}"),
     Format(Kind.KASAN, rx("BUG: KASAN: (.*)"), "KASAN: {0}", corrupted=True),
     Format(Kind.KMSAN, rx("BUG: KMSAN: kernel-usb-infoleak"), "KMSAN: kernel-usb-infoleak in {1}",
@@ -150,20 +159,20 @@ BUG = Group("BUG:", (
                             " recursion|bad magic|wrong owner|wrong CPU|trylock failure on UP)"),
            "BUG: {0} {1} in {2}", stack=_trace("spin_", "_lock", "_unlock")),
     Format(Kind.SOFT_LOCKUP, rx("BUG: soft lockup"), "BUG: soft lockup in {0}",
-           stack=StackRule((RIP, CALL_TRACE, STACK), pick="stall")),
+           stack=StackRule((RIP, CALL_TRACE, STACK), pick=Pick.STALL)),
     Format(Kind.LOCKDEP, rx("BUG: .*still has locks held!"), "BUG: still has locks held in {0}",
-           report=rx("BUG: .*still has locks held!" + _LOCK_SCENARIO + "{PC} +{FUNC}")),
+           report=rx("BUG: .*still has locks held!" + _THEN + "{PC} +{FUNC}")),
     Format(Kind.BUG, rx("BUG: scheduling while atomic"), "BUG: scheduling while atomic in {0}",
            stack=_trace("schedule")),
     Format(Kind.LOCKDEP, rx("BUG: lock held when returning to user space"),
            "BUG: lock held when returning to user space in {0}", no_stack=True,
-           report=rx("BUG: lock held when returning to user space" + _LOCK_SCENARIO
-                     + "leaving the kernel with locks still held" + _LOCK_SCENARIO
+           report=rx("BUG: lock held when returning to user space" + _THEN
+                     + "leaving the kernel with locks still held" + _THEN
                      + "at: (?:{PC} +)?{FUNC}")),
     Format(Kind.LOCKDEP, rx("BUG: bad unlock balance detected!"), "BUG: bad unlock balance in {0}",
            stack=StackRule((_PC_FUNC, CALL_TRACE, STACK))),
     Format(Kind.LOCKDEP, rx("BUG: held lock freed!"), "BUG: held lock freed in {0}",
-           report=rx("BUG: held lock freed!" + _LOCK_SCENARIO + "{PC} +{FUNC}")),
+           report=rx("BUG: held lock freed!" + _THEN + "{PC} +{FUNC}")),
     Format(Kind.BUG, rx("BUG: Bad rss-counter state"), "BUG: Bad rss-counter state", no_stack=True),
     Format(Kind.BUG, rx("BUG: non-zero nr_ptes on freeing mm"), "BUG: non-zero nr_ptes on freeing mm",
            no_stack=True),
@@ -185,11 +194,11 @@ BUG = Group("BUG:", (
            stack=_trace("dump_stack", "preemption", "preempt", "debug_", "processor_id", "this_cpu")),
     Format(Kind.LOCKDEP, rx("BUG: workqueue leaked lock or atomic"),
            "BUG: workqueue leaked lock or atomic in {0}", no_stack=True,
-           report=rx("BUG: workqueue leaked lock or atomic" + _LOCK_SCENARIO
+           report=rx("BUG: workqueue leaked lock or atomic" + _THEN
                      + r"last function: ([a-zA-Z0-9_]+)\n")),
     Format(Kind.MEMORY_LEAK, rx("BUG: memory leak"), "memory leak in {0}", stack=_LEAK_STACK),
     Format(Kind.BUG, rx("BUG: .*stack guard page was hit at"), "BUG: stack guard page was hit in {0}",
-           stack=StackRule((RIP, CALL_TRACE, STACK), pick="stall")),
+           stack=StackRule((RIP, CALL_TRACE, STACK), pick=Pick.STALL)),
     Format(Kind.LOCKDEP, rx("BUG: Invalid wait context"), "WARNING: locking bug in {0}",
            stack=_trace("lock_sock", "release_sock")),
     Format(Kind.BUG, rx(r"BUG:\s*(?:\n|$)"), "BUG: corrupted", corrupted=True),
@@ -212,13 +221,13 @@ WARNING = Group("WARNING:", (
     Format(Kind.LOCKDEP, rx(r"WARNING: .*kernel/locking/lockdep\.c.*lock_"),
            "WARNING: locking bug in {0}", stack=_warning_stack("lock_sock", "release_sock")),
     Format(Kind.LOCKDEP, rx("WARNING: .*still has locks held!"), "WARNING: still has locks held in {0}",
-           report=rx("WARNING: .*still has locks held!" + _LOCK_SCENARIO + "at: {FUNC}")),
+           report=rx("WARNING: .*still has locks held!" + _THEN + "at: {FUNC}")),
     Format(Kind.LOCKDEP, rx("WARNING: Nested lock was not taken"),
            "WARNING: nested lock was not taken in {0}", stack=_warning_stack()),
     Format(Kind.LOCKDEP, rx("WARNING: lock held when returning to user space"),
            "WARNING: lock held when returning to user space in {0}", no_stack=True,
-           report=rx("WARNING: lock held when returning to user space" + _LOCK_SCENARIO
-                     + "leaving the kernel with locks still held" + _LOCK_SCENARIO
+           report=rx("WARNING: lock held when returning to user space" + _THEN
+                     + "leaving the kernel with locks still held" + _THEN
                      + "at: (?:{PC} +)?{FUNC}")),
     Format(Kind.WARNING, rx(r"WARNING: .*mm/.*\.c.* k?.?malloc"), "WARNING: kmalloc bug in {0}",
            stack=_warning_stack("kmalloc", "krealloc", "slab", "kmem")),
@@ -235,23 +244,23 @@ WARNING = Group("WARNING:", (
            stack=_warning_stack()),
     Format(Kind.LOCKDEP, rx("WARNING: possible circular locking dependency detected"),
            "possible deadlock in {0}",
-           report=rx("WARNING: possible circular locking dependency detected" + _LOCK_SCENARIO
+           report=rx("WARNING: possible circular locking dependency detected" + _THEN
                      + "is trying to acquire lock"),
            stack=StackRule((_AT_FUNC, _AT_FUNC, STACK),
                            skip=("process_one_work", "flush_workqueue", "drain_workqueue",
                                  "destroy_workqueue"))),
     _lockdep("possible irq lock inversion dependency detected", prefix="WARNING: ",
-             middle=_LOCK_SCENARIO + "just changed the state of lock"),
+             middle=_THEN + "just changed the state of lock"),
     Format(Kind.LOCKDEP, rx("WARNING: .*-safe -> .*-unsafe lock order detected"), "possible deadlock in {0}",
            stack=StackRule((rx("which became (?:.*) at:"), STACK))),
     _lockdep("possible recursive locking detected", prefix="WARNING: ",
-             middle=_LOCK_SCENARIO + "is trying to acquire lock"),
+             middle=_THEN + "is trying to acquire lock"),
     Format(Kind.LOCKDEP, rx("WARNING: inconsistent lock state"), "inconsistent lock state in {1}",
-           report=rx("WARNING: inconsistent lock state" + _LOCK_SCENARIO + "takes" + _LOCK_SCENARIO
+           report=rx("WARNING: inconsistent lock state" + _THEN + "takes" + _THEN
                      + "at: (?:{PC} +)?{FUNC}"),
            stack=_TRACE),
     Format(Kind.LOCKDEP, rx("WARNING: suspicious RCU usage"), "WARNING: suspicious RCU usage in {1}",
-           report=rx("WARNING: suspicious RCU usage" + _LOCK_SCENARIO + "?{SRC}"),
+           report=rx("WARNING: suspicious RCU usage" + _THEN + "?{SRC}"),
            stack=_trace("rcu", "kmem", "slab")),
     Format(Kind.WARNING, rx("WARNING: kernel stack regs at [0-9a-f]+ in [^ ]* has bad '([^']+)' value"),
            "WARNING: kernel stack regs has bad '{0}' value", no_stack=True),
@@ -260,7 +269,7 @@ WARNING = Group("WARNING:", (
     Format(Kind.LOCKDEP, rx("WARNING: bad unlock balance detected!"), "WARNING: bad unlock balance in {0}",
            stack=StackRule((_PC_FUNC, CALL_TRACE, STACK))),
     Format(Kind.LOCKDEP, rx("WARNING: held lock freed!"), "WARNING: held lock freed in {0}",
-           report=rx("WARNING: held lock freed!" + _LOCK_SCENARIO + "at:(?: {PC})? +{FUNC}")),
+           report=rx("WARNING: held lock freed!" + _THEN + "at:(?: {PC})? +{FUNC}")),
     Format(Kind.WARNING, rx("WARNING: kernel stack regs .* has bad 'bp' value"),
            "WARNING: kernel stack regs has bad value", no_stack=True),
     Format(Kind.WARNING, rx("WARNING: kernel stack frame pointer .* has bad value"),
@@ -281,27 +290,27 @@ WARNING = Group("WARNING:", (
 
 INFO = Group("INFO:", (
     _lockdep("possible circular locking dependency detected", prefix="INFO: ",
-             middle=r" \]" + _LOCK_SCENARIO + "is trying to acquire lock"),
+             middle=r" \]" + _THEN + "is trying to acquire lock"),
     _lockdep("possible irq lock inversion dependency detected", prefix="INFO: ",
-             middle=r" \]" + _LOCK_SCENARIO + "just changed the state of lock"),
+             middle=r" \]" + _THEN + "just changed the state of lock"),
     _lockdep("SOFTIRQ-safe -> SOFTIRQ-unsafe lock order detected", prefix="INFO: ",
-             middle=r" \]" + _LOCK_SCENARIO + "is trying to acquire"),
+             middle=r" \]" + _THEN + "is trying to acquire"),
     _lockdep("possible recursive locking detected", prefix="INFO: ",
-             middle=r" \]" + _LOCK_SCENARIO + "is trying to acquire lock"),
-    _lockdep("inconsistent lock state", prefix="INFO: ", middle=r" \]" + _LOCK_SCENARIO + "takes",
+             middle=r" \]" + _THEN + "is trying to acquire lock"),
+    _lockdep("inconsistent lock state", prefix="INFO: ", middle=r" \]" + _THEN + "takes",
              kind="inconsistent lock state"),
     Format(Kind.RCU_STALL, rx("INFO: rcu_(?:preempt|sched|bh|tasks\\w*) (?:self-)?detected(?: expedited)? stall"),
            "INFO: rcu detected stall in {0}",
            stack=StackRule((rx("apic_timer_interrupt"), RIP, STACK),
                            (rx("(?:apic_timer_interrupt|Exception stack|el1h_64_irq)"), STACK),
-                           skip=("apic_timer_interrupt", "rcu"), pick="stall")),
+                           skip=("apic_timer_interrupt", "rcu"), pick=Pick.STALL)),
     Format(Kind.LOCKDEP, rx("INFO: trying to register non-static key"),
            "INFO: trying to register non-static key in {0}", stack=_trace("stack", "lock", "IRQ")),
     Format(Kind.LOCKDEP, rx("INFO: suspicious RCU usage"), "INFO: suspicious RCU usage in {1}",
-           report=rx("INFO: suspicious RCU usage" + _LOCK_SCENARIO + "?{SRC}"),
+           report=rx("INFO: suspicious RCU usage" + _THEN + "?{SRC}"),
            stack=_trace("rcu", "kmem", "slab")),
     Format(Kind.HUNG_TASK, rx("INFO: task .* blocked (?:in I/O wait )?for more than [0-9]+ seconds"),
-           "INFO: task hung in {0}", stack=_trace(pick="hung")),
+           "INFO: task hung in {0}", stack=_trace(pick=Pick.HUNG)),
     Format(Kind.HUNG_TASK, rx("INFO: task .* can't die for more than .* seconds"),
            "INFO: task can't die in {0}", stack=_trace("schedule")),
     Format(Kind.KASAN, rx("INFO: (Freed|Allocated) in (.*)"), "INFO: {0} in {1}", corrupted=True),
@@ -325,7 +334,7 @@ _DIE = "#"  # x86 die(): "general protection fault: 0000 [#1] SMP"
 
 
 _RIP_ONLY = StackRule((RIP,))
-_STALL_FAULT = StackRule((RIP, CALL_TRACE, STACK), pick="stall")
+_STALL_FAULT = StackRule((RIP, CALL_TRACE, STACK), pick=Pick.STALL)
 
 PANIC = Group("Kernel panic", (
     Format(Kind.PANIC, rx("Kernel panic - not syncing: stack-protector:"),
@@ -337,9 +346,9 @@ PANIC = Group("Kernel panic", (
     Format(Kind.PANIC, rx("Kernel panic - not syncing: corrupted stack end"),
            "kernel panic: corrupted stack end in {0}",
            report=rx("Kernel panic - not syncing: corrupted stack end detected inside scheduler"),
-           stack=_trace("schedule", "retint_kernel", pick="stall")),
+           stack=_trace("schedule", "retint_kernel", pick=Pick.STALL)),
     Format(Kind.PANIC, rx("Kernel panic - not syncing: kernel stack overflow"),
-           "kernel stack overflow in {0}", stack=_trace("bad_stack", pick="stall")),
+           "kernel stack overflow in {0}", stack=_trace("bad_stack", pick=Pick.STALL)),
     Format(Kind.PANIC, rx("Kernel panic - not syncing: Attempted to kill init!"),
            "kernel panic: Attempted to kill init!"),
     Format(Kind.PANIC, rx("Kernel panic - not syncing: Couldn't open N_TTY ldisc for [^ ]+ --- error -[0-9]+"),
