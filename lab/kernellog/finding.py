@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import enum
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 
 class Kind(enum.StrEnum):
@@ -50,6 +50,7 @@ class Finding:
     count: int = 1
 
     def to_dict(self) -> dict:
-        data = asdict(self)
-        data["kind"] = self.kind.value
-        return data
+        """JSON-ready, keys in the order ``lab dmesg --json`` documents."""
+        return {"kind": self.kind.value, "title": self.title, "signature": self.signature,
+                "corrupted": self.corrupted, "line": self.line, "location": self.location,
+                "report": self.report, "count": self.count}
