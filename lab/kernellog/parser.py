@@ -234,6 +234,8 @@ class Scanner:
             return None  # the log's own boot
         if group.joins and context in self._open:
             return None
+        if not context and self._seen_kernel:
+            return None  # no timestamp in a timestamped log: userspace writing to the console
         return group
 
     def _drop_replayed(self, context: str, text: str) -> None:

@@ -79,6 +79,11 @@ def test_many_reports_in_one_log():
     assert [f.count for f in found] == [1, 2, 2, 1]
 
 
+def test_userspace_lines_in_a_timestamped_log_are_not_reports():
+    log = "[    1.000000] Linux version 6.1.0\n WARNING: BW peak won't be measured in this run.\n"
+    assert parse(log) == [] and parse(log.splitlines()[1])[0].title.startswith("WARNING: BW peak")
+
+
 def test_reboot_only_after_kernel_output_and_kmemleak_objects_join():
     boot = "Decompressing Linux... Parsing ELF... done.\nBooting the kernel.\n[    0.000000] Linux version 6.1.0\n"
     assert parse(boot) == []
