@@ -230,8 +230,8 @@ class Scanner:
             return None
         if FOLLOW_UPS.search(text) and (self._open or self._line - self._last_close <= FOLLOW_UP_WINDOW):
             return None
-        if group.formats[0].kind is Kind.REBOOT and not self._seen_kernel:
-            return None  # the log's own boot
+        if group.formats[0].kind is Kind.REBOOT:  # the boot loader's line: no timestamp
+            return group if self._seen_kernel else None  # else the log's own boot
         if group.joins and context in self._open:
             return None
         if not context and self._seen_kernel:
