@@ -234,8 +234,9 @@ class Scanner:
             return group if self._seen_kernel else None  # else the log's own boot
         if group.joins and context in self._open:
             return None
-        if not context and self._seen_kernel:
-            return None  # no timestamp in a timestamped log: userspace writing to the console
+        if not context and self._seen_kernel and not any(
+                f.title.search(text) for f in group.formats if not f.corrupted):
+            return None  # no timestamp in a timestamped log, no known title: userspace output
         return group
 
     def _drop_replayed(self, context: str, text: str) -> None:

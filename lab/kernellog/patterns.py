@@ -380,7 +380,8 @@ UBSAN = Group("UBSAN:", (
            stack=_trace("ubsan", "overflow")),
 ))
 
-TRUSTY = Group("trusty: panic", quick=": panic", formats=(
+# Android's trusty; only its ASSERT panics are screened for (a capital-letter token).
+TRUSTY = Group("trusty: panic", quick="ASSERT FAILED", formats=(
     Format(Kind.PANIC, rx("trusty: panic.* ASSERT FAILED"), "trusty: ASSERT FAILED: {0}", no_stack=True,
            report=rx(r"trusty: panic \(.*?\):(?: DEBUG)? ASSERT FAILED at \(.*?\): (.+)")),
     Format(Kind.PANIC, rx("trusty: panic.* ASSERT FAILED.*: *(.*)"), "trusty: ASSERT FAILED: {0}",
@@ -414,7 +415,7 @@ GROUPS: tuple[Group, ...] = (
             ignore=rx("Parsing ELF|Decompressing Linux|Unknown parameter '")),
     _simple("unregister_netdevice: waiting for", Kind.OTHER,
             ("unregister_netdevice: waiting for (?:.*) to become free",
-             "unregister_netdevice: waiting for DEV to become free"), quick="_netdevice: waiting"),
+             "unregister_netdevice: waiting for DEV to become free"), quick="Usage count"),
     _simple("VFS: Close: file count is 0", Kind.BUG,
             ("VFS: Close: file count is 0", "VFS: Close: file count is zero (use-after-free)")),
     _simple("VFS: Busy inodes after unmount", Kind.BUG,

@@ -82,6 +82,8 @@ def test_many_reports_in_one_log():
 def test_userspace_lines_in_a_timestamped_log_are_not_reports():
     log = "[    1.000000] Linux version 6.1.0\n WARNING: BW peak won't be measured in this run.\n"
     assert parse(log) == [] and parse(log.splitlines()[1])[0].title.startswith("WARNING: BW peak")
+    kernel = "WARNING: CPU: 0 PID: 1 at mm/gup.c:344 unpin_user_pages+0x1c5/0x1e0\n"
+    assert [f.title for f in parse(log + kernel)] == ["WARNING in corrupted"]  # no stack: but found
 
 
 def test_reboot_only_after_kernel_output_and_kmemleak_objects_join():
