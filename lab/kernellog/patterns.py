@@ -331,8 +331,6 @@ def _simple(header: str, kind: Kind, *formats: tuple, ignore: re.Pattern | None 
 
 
 _DIE = "#"  # x86 die(): "general protection fault: 0000 [#1] SMP"
-
-
 _RIP_ONLY = StackRule((RIP,))
 _STALL_FAULT = StackRule((RIP, CALL_TRACE, STACK), pick=Pick.STALL)
 
