@@ -9,7 +9,6 @@ that machinery by category; a format may add its own patterns.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
 from functools import lru_cache
 
 from lab.kernellog.patterns import STACK, Pick, StackRule, rx
@@ -81,23 +80,49 @@ _SYSCALL_PREFIXES = ("SYSC_", "SyS_", "sys_", "__x64_", "__ia32_", "__arm64_", "
 # "  [<ffffffff81234567>] func+0x1/0x2" or "  func.isra.0+0x1/0x2"; arm: "[<c01>] (f) from [<c02>] (g+0x..".
 FRAME_LINE = rx(r"(?m)^ *(?:{PC} ){0,2}{FUNC}|^ *{PC} \(([a-zA-Z0-9_.]+)\) from {PC} \({FUNC}")
 # Lines that start a (new) stack trace; lockdep's "stack backtrace:" does not
-# (it is followed by "Call Trace:"). Every branch starts with a capital or a
-# rare letter, so a search skips ahead fast.
+# (it is followed by "Call Trace:"). Found by their literal starts: str.find
+# skips ahead far faster than a regex search.
 _STACK_START = re.compile(r"Call [Tt]race|Allocated(?: by task [0-9]+)?:|Freed(?: by task [0-9]+)?:"
                           r"|backtrace(?: \(crc [0-9a-f]*\))?:|Backtrace:|Uninit was stored to memory at")
+_STACK_NEEDLES = ("Call Trace", "Call trace", "Allocated", "Freed", "backtrace", "Backtrace:",
+                  "Uninit was stored")
 
 
-def stack_starts(text: str, pos: int = 0, endpos: int | None = None) -> Iterator[re.Match]:
+def _stack_start_at(text: str, i: int, end: int) -> re.Match | None:
+    match = _STACK_START.match(text, i, end)
+    if match is not None and text[i] == "b" and (text[i - 1:i] != " " or text[i - 2:i - 1] in ("k", "")):
+        return None  # "stack backtrace:", or "backtrace:" glued to a word
+    return match
+
+
+def stack_starts(text: str, pos: int = 0, endpos: int | None = None) -> list[re.Match]:
     """The places that start a stack trace, in order."""
-    for match in _STACK_START.finditer(text, pos, len(text) if endpos is None else endpos):
-        start = match.start()
-        if text[start] != "b" or (text[start - 1:start] == " " and text[start - 2:start - 1] not in ("k", "")):
-            yield match
+    end = len(text) if endpos is None else endpos
+    found = []
+    for needle in _STACK_NEEDLES:
+        i = text.find(needle, pos, end)
+        while i >= 0:
+            match = _stack_start_at(text, i, end)
+            if match is not None:
+                found.append(match)
+            i = text.find(needle, i + 1, end)
+    found.sort(key=re.Match.start)
+    return found
 
 
 def stack_start(text: str, pos: int = 0, endpos: int | None = None) -> re.Match | None:
     """The next place that starts a stack trace."""
-    return next(stack_starts(text, pos, endpos), None)
+    end = len(text) if endpos is None else endpos
+    first = None
+    for needle in _STACK_NEEDLES:
+        i = text.find(needle, pos, end if first is None else first.start())
+        while i >= 0:
+            match = _stack_start_at(text, i, end)
+            if match is not None:
+                first = match
+                break
+            i = text.find(needle, i + 1, end if first is None else first.start())
+    return first
 
 
 # Fault injection prints its own stack in the middle of reports.

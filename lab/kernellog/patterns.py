@@ -431,9 +431,19 @@ GROUPS: tuple[Group, ...] = (
 
 def _screen(groups: tuple[Group, ...]) -> re.Pattern:
     """A quick test every line can afford. Regex engines skip ahead fast to a rare
-    first character, so each group offers a ``quick`` token starting with one."""
-    tokens = dict.fromkeys(group.quick or group.header for group in groups)
-    return re.compile("|".join(map(re.escape, tokens)))
+    first character, so each group offers a ``quick`` token starting with one; the
+    tokens are merged into a trie so each candidate position costs one branch."""
+    return re.compile(_trie(list(dict.fromkeys(group.quick or group.header for group in groups))))
+
+
+def _trie(words: list[str]) -> str:
+    if "" in words:
+        return ""  # a shorter token already matches here
+    branches: dict[str, list[str]] = {}
+    for word in words:
+        branches.setdefault(word[0], []).append(word[1:])
+    alternatives = [re.escape(first) + _trie(rest) for first, rest in sorted(branches.items())]
+    return alternatives[0] if len(alternatives) == 1 else "(?:" + "|".join(alternatives) + ")"
 
 
 SCREEN = _screen(GROUPS)

@@ -30,6 +30,7 @@ _TIMESTAMP = re.compile(r"\[ *[0-9]+\.[0-9]+\]")
 _SOURCE = re.compile(r"([\w/.-]*\w\.(?:[chS]|rs)):(\d+)")
 _CONTROL = re.compile(r"[^\x20-\x7e]")
 _DIGITS = re.compile(r"[0-9]+")
+_UP_TO_15_LINES = re.compile(r"(?:[^\n]*\n){0,14}[^\n]*")
 
 
 class Description(NamedTuple):
@@ -132,12 +133,7 @@ def _frames_follow(text: str, header: re.Match) -> bool:
     start = text.find("\n", header.end())
     if start < 0 or text.count("\n", start) < 2:
         return False
-    stop = start
-    for _ in range(15):
-        stop = text.find("\n", stop + 1)
-        if stop < 0:
-            stop = len(text)
-            break
+    stop = _UP_TO_15_LINES.match(text, start + 1).end()
     following = frames.stack_start(text, start, stop)
     if following is not None:
         stop = text.rfind("\n", 0, following.start())
