@@ -30,7 +30,6 @@ _TIMESTAMP = re.compile(r"\[ *[0-9]+\.[0-9]+\]")
 _SOURCE = re.compile(r"([\w/.-]*\w\.(?:[chS]|rs)):(\d+)")
 _CONTROL = re.compile(r"[^\x20-\x7e]")
 _DIGITS = re.compile(r"[0-9]+")
-_UP_TO_15_LINES = re.compile(r"(?:[^\n]*\n){0,14}[^\n]*")
 
 
 class Description(NamedTuple):
@@ -117,28 +116,32 @@ def _any_title(group: Group) -> re.Pattern:
 
 
 def _has_stack(text: str) -> bool:
-    """A report that should carry a stack trace has one, with frames after each kind of trace header."""
+    """A report that should carry a stack trace has one: after the first header of
+    each kind ("Call Trace:", "Freed by task N:"...) at least 2 more lines, and a
+    frame within the next 15 before another trace starts."""
+    starts = frames.stack_starts(text)
     seen: set[str] = set()
-    for header in frames.stack_starts(text):
+    for i, header in enumerate(starts):
         key = _DIGITS.sub("", header.group())
-        if key not in seen:
-            seen.add(key)
-            if not _frames_follow(text, header):
-                return False
+        if key in seen:
+            continue
+        seen.add(key)
+        start = text.find("\n", header.end())
+        if start < 0 or text.count("\n", start) < 2:
+            return False
+        stop = start
+        for _ in range(15):
+            stop = text.find("\n", stop + 1)
+            if stop < 0:
+                stop = len(text)
+                break
+        following = next((h.start() for h in starts[i + 1:] if h.start() > start), None)
+        if following is not None and following < stop:
+            stop = text.rfind("\n", 0, following)
+        if frames.FRAME_LINE.search(text, start + 1, max(stop, start + 1)) is None and \
+                "(stack is not available)" not in text[start:stop]:
+            return False
     return bool(seen)
-
-
-def _frames_follow(text: str, header: re.Match) -> bool:
-    """At least 2 more lines, and a frame within the next 15 before any other stack trace."""
-    start = text.find("\n", header.end())
-    if start < 0 or text.count("\n", start) < 2:
-        return False
-    stop = _UP_TO_15_LINES.match(text, start + 1).end()
-    following = frames.stack_start(text, start, stop)
-    if following is not None:
-        stop = text.rfind("\n", 0, following.start())
-    return frames.FRAME_LINE.search(text, start + 1, max(stop, start + 1)) is not None or \
-        "(stack is not available)" in text[start:stop]
 
 
 def _location(lines: Sequence[str]) -> str | None:
