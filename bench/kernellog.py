@@ -69,6 +69,7 @@ def match_rates(corpus: list) -> None:
     per_type: dict[str, list[int]] = collections.defaultdict(lambda: [0, 0])
     quiet = [0, 0]
     corrupted = [0, 0]
+    flag = [0, 0]  # Finding.corrupted agrees with "CORRUPTED: Y"
     for _, fields, log in corpus:
         findings = parse(log)
         title = fields.get("TITLE", [""])[0]
@@ -77,6 +78,9 @@ def match_rates(corpus: list) -> None:
             quiet[1] += 1
             continue
         hit = bool(findings) and findings[0].title in [title, *fields.get("ALT", [])]
+        if findings:
+            flag[0] += findings[0].corrupted == ("CORRUPTED" in fields)
+            flag[1] += 1
         counts = corrupted if "CORRUPTED" in fields else per_type[fields.get("TYPE", ["?"])[0]]
         counts[0] += hit
         counts[1] += 1
@@ -89,6 +93,7 @@ def match_rates(corpus: list) -> None:
     print(f"cases expecting no crash with nothing reported: {quiet[0]}/{quiet[1]} {quiet[0] / quiet[1]:.1%}")
     print(f"cases marked CORRUPTED with the expected title: {corrupted[0]}/{corrupted[1]} "
           f"{corrupted[0] / corrupted[1]:.1%}")
+    print(f"corrupted flag agrees with CORRUPTED: {flag[0]}/{flag[1]} {flag[0] / flag[1]:.1%}")
 
 
 def main() -> None:

@@ -13,6 +13,7 @@ from lab.kernellog import parse
 CORPUS = Path(__file__).resolve().parents[2].parent / "shared" / "corpus" / "syzkaller-reports"
 TITLE_RATE = 0.965  # measured 279/282 = 0.989
 QUIET_RATE = 0.95  # measured 17/17
+CORRUPTED_AGREEMENT = 0.97  # measured 354/354: Finding.corrupted vs "CORRUPTED: Y"
 
 
 def load(path: Path) -> tuple[dict[str, list[str]], bytes]:
@@ -30,8 +31,8 @@ def cases() -> list[Path]:
     return sorted((p for p in CORPUS.iterdir() if p.name.isdigit()), key=lambda p: int(p.name))
 
 
-def rates() -> tuple[float, float, list[str]]:
-    titled = quiet = right = silent = 0
+def rates() -> tuple[float, float, float, list[str]]:
+    titled = quiet = right = silent = flagged = agreed = 0
     misses = []
     for path in cases():
         fields, log = load(path)
@@ -40,18 +41,23 @@ def rates() -> tuple[float, float, list[str]]:
         if not title:
             quiet += 1
             silent += not findings
-        elif "CORRUPTED" not in fields:
+            continue
+        if findings:
+            flagged += 1
+            agreed += findings[0].corrupted == ("CORRUPTED" in fields)
+        if "CORRUPTED" not in fields:
             titled += 1
             got = findings[0].title if findings else None
             if got in [title, *fields.get("ALT", [])]:
                 right += 1
             else:
                 misses.append(f"{path.name}: want {title!r}, got {got!r}")
-    return right / titled, silent / quiet, misses
+    return right / titled, silent / quiet, agreed / flagged, misses
 
 
 @pytest.mark.skipif(not CORPUS.is_dir(), reason="corpus not present")
 def test_corpus_match_rates():
-    title_rate, quiet_rate, misses = rates()
+    title_rate, quiet_rate, agreement, misses = rates()
     assert title_rate >= TITLE_RATE, "\n".join(misses)
     assert quiet_rate >= QUIET_RATE
+    assert agreement >= CORRUPTED_AGREEMENT
