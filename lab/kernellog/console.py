@@ -21,10 +21,21 @@ _ANY_STAMP = re.compile(r"(?:<\d{1,3}>)?\[ *\d+\.\d+\](?:\[ *([CT]) *(\d+)\])? "
 # prompt the kernel printed over, a syslog "<4>" or "Mon dd hh:mm:ss host kernel: ".
 _DECOR = re.compile(r"(?:\*\* \d+ printk messages dropped \*\* )?(?:.* login: )?")
 _SYSLOG = re.compile(r"(?:[A-Z][a-z]{2} [ \d]\d \d\d:\d\d:\d\d \S+ kernel: )?(?:<\d{1,3}>)?")
-_NOISE = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]|\x1b[()][A-Z0-9]|[\x00-\x08\x0b-\x1f\x7f]")
+_ESCAPE = re.compile(r"\x1b(?:\[[0-9;?]*[A-Za-z]|[()][A-Z0-9])?")  # starts with a literal: fast
 # "? func+0x1/0x2" (x86) or "func+0x1/0x2 (unreliable)" (powerpc): a stack
 # slot the unwinder is unsure about.
 _QUESTIONABLE = re.compile(r" *(?:\[<[0-9a-f]+>\] *)?\? ")
+
+
+def clean_text(text: str) -> str:
+    """Drop carriage returns, NULs and terminal escape sequences (serial console noise)."""
+    if "\r" in text:
+        text = text.replace("\r", "")
+    if "\x00" in text:
+        text = text.replace("\x00", "")
+    if "\x1b" in text:
+        text = _ESCAPE.sub("", text)
+    return text
 
 
 def split_line(raw: str) -> tuple[str, str, bool]:
@@ -38,7 +49,7 @@ def split_line(raw: str) -> tuple[str, str, bool]:
         return _split_slow(raw)
     text = raw[match.end():]
     if text[-1:] == "\r" or "\x1b" in text:
-        text = _NOISE.sub("", text)
+        text = clean_text(text)
     questionable = ("? " in text or text[-1:] == ")") and is_questionable(text)
     return match.group(1) or CONSOLE, text, questionable
 
@@ -49,8 +60,7 @@ def is_questionable(text: str) -> bool:
 
 
 def _split_slow(raw: str) -> tuple[str, str, bool]:
-    if "\x1b" in raw or "\r" in raw or "\x00" in raw:
-        raw = _NOISE.sub("", raw)
+    raw = clean_text(raw)
     start = 0
     if "printk messages dropped" in raw or " login: " in raw:
         start = _DECOR.match(raw).end()

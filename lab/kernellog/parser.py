@@ -16,7 +16,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from lab.kernellog.console import CONSOLE, STAMP, UNTAGGED, is_questionable, split_line
+from lab.kernellog.console import CONSOLE, STAMP, UNTAGGED, clean_text, is_questionable, split_line
 from lab.kernellog.finding import Finding, Kind
 from lab.kernellog.patterns import FOLLOW_UPS, GROUPS, INTERLUDES, SCREEN, Group
 from lab.kernellog.title import describe
@@ -44,27 +44,32 @@ class _Report:
     context: str
     lines: list[str] = field(default_factory=list)
     title_end: int | None = None  # lines past this are another message's
-    quiet: int = 0  # trailing lines that did not look like report text
+    quiet: int = 0  # trailing lines that did not look like report text, as of ``counted`` lines
+    counted: int = 1  # lines appended other than by add() (indented ones) are report text
     cpu_traceback: bool = False  # "Sending NMI from CPU": take other CPUs' lines
     skipping: bool = False  # a panic after enough report text: drop the rest
 
     def add(self, text: str) -> bool:
         """Append a line of this report; True once the report is complete."""
         lines = self.lines
+        if len(lines) != self.counted:
+            self.quiet = 0
         marker = _MARKERS.search(text)
         if marker is not None:
             marker = marker.group()
             if marker == "---[ end ":
                 lines.append(text)
-                self.quiet = 0
+                self.quiet, self.counted = 0, len(lines)
                 return True
             if marker == "NMI from CPU":
                 self.cpu_traceback = True
             elif marker.startswith("Disabling"):
+                self.counted = len(lines)
                 return False
             elif self.title_end is None and self.context in UNTAGGED:
                 self.title_end = len(lines)
         lines.append(text)
+        self.counted = len(lines)
         if text[:1] in (" ", "\t") or "+0x" in text or _REPORTISH.match(text):
             self.quiet = 0
         else:
@@ -85,7 +90,8 @@ class _Report:
             self.add(text)
 
     def finding(self) -> Finding:
-        lines = self.lines[:len(self.lines) - self.quiet]
+        quiet = self.quiet if len(self.lines) == self.counted else 0
+        lines = self.lines[:len(self.lines) - quiet]
         desc = describe(self.group, lines[:self.title_end or len(lines)])
         signature = desc.title
         if desc.location:
@@ -115,53 +121,55 @@ class Scanner:
         return list(self.feed_all((raw,)))
 
     def feed_all(self, lines: Iterable[str | bytes], *, clean: bool = False) -> Iterator[Finding]:
-        """Feed lines (str or bytes, newline or not); ``clean``: str without newlines."""
+        """Feed lines (str or bytes, newline or not). ``clean``: str without newlines,
+        carriage returns or escape sequences (what read_lines and parse give)."""
         if not clean:
             lines = map(_normalize, lines)
-        screen, stamp, reports, outer = SCREEN.search, STAMP.match, self._open, self._outer
+        screen, stamp, reports = SCREEN.search, STAMP.match, self._open
+        fast = self._fast(None)
         number = self._line
-        for raw in lines:
-            number += 1
-            screened = screen(raw)
-            if screened is None:
-                # The common cases, inline: outside any report, or a plain report line.
+        for number, raw in enumerate(lines, self._line + 1):
+            if screen(raw) is None:
                 if not reports:
                     if not self._seen_kernel and raw[:1] in ("[", "<"):
                         self._seen_kernel = split_line(raw)[0] != ""
                     continue
-                if len(raw) > MAX_LINE:
-                    raw = raw[:MAX_LINE]
                 match = stamp(raw)
-                if match is None or raw[-1:] == "\r" or "\x1b" in raw:
+                if match is None:
                     context, text, questionable = split_line(raw)
-                else:  # split_line's common case, inline
-                    context = match.group(1) or CONSOLE
-                    text = raw[match.end():]
+                else:
+                    context, text = match.group(1) or CONSOLE, raw[match.end():]
                     questionable = ("? " in text or text[-1:] == ")") and is_questionable(text)
-                report = reports.get(context)
-                if outer and context in outer:
-                    pass  # shared with an interrupted report: the slow path below
-                elif report is not None:
-                    if questionable or report.skipping:
+                if fast is not None and context == fast.context and len(raw) <= MAX_LINE:
+                    # The bulk of a report, inline: a line of the task or CPU whose report
+                    # took the line before; an indented one (a frame) needs no bookkeeping.
+                    if questionable:
                         continue
-                    kept = report.lines
-                    if text[:1] == " " and len(kept) < MAX_REPORT_LINES:
-                        kept.append(text)  # an indented line: a frame or detail, the bulk of a report
-                        report.quiet = 0
-                    elif report.add(text):
+                    if text[:1] == " " and len(fast.lines) < MAX_REPORT_LINES:
+                        fast.lines.append(text)
+                    elif fast.add(text):
                         self._line = number
-                        self._close([context])
+                        self._close([fast.context])
+                        fast = None
                         yield from self._take()
                     continue
-                elif context[:1] != "C":
-                    continue
-            elif len(raw) > MAX_LINE:
-                raw = raw[:MAX_LINE]
+                if context not in reports and (context[:1] != "C" or not reports):
+                    continue  # no report of this task or CPU is open
+                screened = False
+            else:
+                screened = True
             self._line = number
-            self._step(raw, screened is not None)
+            fast = self._fast(self._step(raw[:MAX_LINE], screened) or fast)
             if self._done:
                 yield from self._take()
         self._line = number
+
+    def _fast(self, report: _Report | None) -> _Report | None:
+        """The report the next plain lines of its context may go to directly, if any."""
+        if report is None or report.skipping or report.context in self._outer or \
+                self._open.get(report.context) is not report:
+            return None
+        return report
 
     def finish(self) -> list[Finding]:
         for context in list(self._outer):
@@ -173,7 +181,8 @@ class Scanner:
         done, self._done = self._done, []
         return done
 
-    def _step(self, raw: str, screened: bool) -> None:
+    def _step(self, raw: str, screened: bool) -> _Report | None:
+        """One line, the general way; returns the report that took it."""
         context, text, questionable = split_line(raw)
         if context:
             self._seen_kernel = True
@@ -186,22 +195,24 @@ class Scanner:
             self._close([c for c in self._open if c == context or (untagged and c in UNTAGGED)])
             if len(self._open) >= MAX_OPEN:
                 self._close([next(iter(self._open))])
-            self._open[context] = _Report(group, self._line, context, [text])
-            return
+            report = self._open[context] = _Report(group, self._line, context, [text])
+            return report
         if questionable:
-            return
+            return None
         outer = self._outer.get(context)
         if outer is not None and self._add(outer, text, screened):
             self._retire(self._outer.pop(context))
         report = self._open.get(context)
         if report is None:
             if context[:1] != "C":
-                return
+                return None
             report = next((r for r in self._open.values() if r.cpu_traceback), None)
             if report is None:
-                return
+                return None
         if self._add(report, text, screened):
             self._close([report.context])
+            return None
+        return report
 
     @staticmethod
     def _add(report: _Report, text: str, screened: bool) -> bool:
@@ -259,7 +270,7 @@ class Scanner:
 def _normalize(line: str | bytes) -> str:
     if line.__class__ is bytes:
         line = line.decode("utf-8", "replace")
-    return line[:-1] if line[-1:] == "\n" else line
+    return clean_text(line.rstrip("\n"))
 
 
 def scan(lines: Iterable[str | bytes], *, clean: bool = False) -> Iterator[Finding]:
@@ -288,7 +299,7 @@ def parse(source: str | bytes | Iterable[str | bytes]) -> list[Finding]:
     if isinstance(source, bytes):
         source = source.decode("utf-8", "replace")
     if isinstance(source, str):
-        return merge(scan(source.split("\n"), clean=True))
+        return merge(scan(clean_text(source).split("\n"), clean=True))
     return merge(scan(source))
 
 
@@ -310,9 +321,9 @@ def read_lines(binary_file, chunk: int = _READ_CHUNK) -> Iterator[str]:
                 continue
             end = len(data)  # no newline in a whole chunk: cut the line here
         rest = data[end + 1:]
-        yield from data[:end].decode("utf-8", "replace").split("\n")
+        yield from clean_text(data[:end].decode("utf-8", "replace")).split("\n")
     if rest:
-        yield rest.decode("utf-8", "replace")
+        yield clean_text(rest.decode("utf-8", "replace"))
 
 
 def parse_file(path: str | Path) -> list[Finding]:
