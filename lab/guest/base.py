@@ -75,6 +75,8 @@ def render_kmsg(raw: str, cursor: int) -> tuple[str, int]:
         if seq < cursor:
             continue
         nxt = max(nxt, seq + 1)
-        text = text.replace("\\x0a", "\n")
-        out.append(f"[{usec // 1_000_000:5d}.{usec % 1_000_000:06d}] {text}")
+        stamp = f"[{usec // 1_000_000:5d}.{usec % 1_000_000:06d}]"
+        # a record with embedded newlines (escaped as \x0a) becomes several
+        # lines, each with the record's timestamp, as the console shows them
+        out.extend(f"{stamp} {part}" for part in text.split("\\x0a"))
     return ("\n".join(out) + ("\n" if out else "")), nxt

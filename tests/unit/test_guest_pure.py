@@ -15,7 +15,8 @@ KMSG = ("6,100,5000000,-;first line\n"
 
 def test_render_kmsg_filters_by_cursor_and_keeps_continuations_out():
     text, nxt = render_kmsg(KMSG, 101)
-    assert text == "[    6.123456] WARNING: CPU: 0 PID: 1 at mm/gup.c:10 f\nsecond\n"
+    assert text == ("[    6.123456] WARNING: CPU: 0 PID: 1 at mm/gup.c:10 f\n"
+                    "[    6.123456] second\n")
     assert nxt == 102
     all_text, nxt = render_kmsg(KMSG, 0)
     assert all_text.startswith("[    5.000000] first line\n") and nxt == 102
