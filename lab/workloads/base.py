@@ -12,6 +12,7 @@ from typing import Any, Callable, ClassVar
 
 from ..errors import UserError
 from ..guest.base import Guest
+from ..kernel.artifact import KernelArtifact
 from ..results import CaseResult
 
 
@@ -56,6 +57,7 @@ class WorkloadContext:
     helpers_dir: Path | None = None    # host dir with lab's compiled guest helpers
     machine: Any = None                # lab.vm.machine.Machine: QMP, console, sysrq
     log: Callable[[str], None] = print
+    kernel: KernelArtifact | None = None   # the booted kernel (artifact dir: gup_test, .config)
 
     def save(self, name: str, text: str) -> Path:
         self.outdir.mkdir(parents=True, exist_ok=True)
