@@ -1,41 +1,399 @@
-"""When a workload runs past its timeout: collect evidence before teardown
-and tell a deadlock (tasks stuck in D state, reported by the hung-task
-detector or a sysrq-w dump) from a slow-but-progressing timeout."""
+"""Deadlock detection: tell a deadlock (tasks stuck in D state, never
+scheduled) from a slow-but-progressing timeout and from a panic, with the
+blocked tasks' stacks as the evidence.
+
+Two entry points with effects:
+- `run_watched` runs a guest command like `guest.run`, but stops waiting
+  early (raising `HungTaskDetected`) once the kernel's hung-task detector has
+  reported a task on the console and the command still has not finished, so
+  a deadlock is reported within the hung-task timeout plus a grace period
+  rather than after the workload's (long) timeout;
+- `investigate` is called when a workload ran past its timeout (or
+  `run_watched` gave up): it collects evidence before teardown (over SSH if
+  the guest still answers, else through the serial console with a break +
+  sysrq key, or an NMI) and returns the workload's failed testcase.
+
+The evidence and the verdict are kept apart: `classify` is pure and takes the
+kernel text plus two snapshots of the tasks' states and context-switch
+counts. A task polling in an msleep() loop is in D state at any instant but
+is scheduled all the time (its switch count moves), and the hung-task
+detector never reports it; a deadlocked task stays in D state with a frozen
+switch count and an unchanged stack.
+"""
 
 from __future__ import annotations
 
 import re
+import threading
 import time
+from dataclasses import dataclass, field
+from pathlib import Path
 
 from .errors import CommandTimeout
 from .results import CaseResult, Status
 
-BLOCKED = re.compile(r"INFO: task \S+ blocked for more than|task:\S+\s+state:D")
+HUNG_REPORT = re.compile(r"INFO: task (?P<name>.+?):(?P<pid>\d+) blocked for more than "
+                         r"(?P<secs>\d+) seconds")
+SYSRQ_W = re.compile(r"sysrq: Show Blocked State")
+TASK_LINE = re.compile(r"task:(?P<name>.{1,16}?)\s+state:(?P<state>\S)\b.*?\bpid:\s*(?P<pid>\d+)")
+PANIC = re.compile(r"Kernel panic - not syncing|---\[ end Kernel panic")
+TIMESTAMP = re.compile(r"^\[\s*\d+\.\d+\]\s?")
+# Frames that say "blocked" but not where: skipped when naming the wait site.
+SCHED_FRAMES = re.compile(
+    r"^(__schedule|schedule|schedule_timeout|schedule_preempt_disabled|io_schedule|"
+    r"io_schedule_timeout|__mutex_lock.*|mutex_lock.*|rwsem_down_\w+|down_\w+|__down\w*|"
+    r"percpu_rwsem_wait|__percpu_down_read|wait_for_completion\w*|__wait_for_common|"
+    r"do_wait_for_common|bit_wait\w*|__wait_on_bit\w*|out_of_line_wait_on_bit\w*|"
+    r"folio_wait_bit_common|wait_on_page_bit_common|__folio_lock|__lock_page|"
+    r"rt_mutex\w*|__rt_mutex\w*|__flush_work|flush_work|__cond_resched|msleep)$")
+FRAME = re.compile(r"^\s*(?P<q>\? )?(?P<fn>[A-Za-z_][\w.]*)\+0x[0-9a-f]+/0x[0-9a-f]+")
+
+
+# --- pure: parsing the evidence ---------------------------------------------
+
+@dataclass
+class BlockedTask:
+    name: str
+    pid: int
+    stack: str = ""                 # the dump's text for this task
+    hung_reports: int = 0           # "INFO: task ... blocked for more than" lines
+    dumps: int = 0                  # sysrq-w dumps that list it in D state
+    switches: tuple[int, int] | None = None   # ctxt switches in snapshot A, B
+
+    @property
+    def wait_site(self) -> str:
+        """The first frame that is not the scheduler or a lock primitive."""
+        frames = [m.group("fn") for m in map(FRAME.match, self.stack.splitlines())
+                  if m and not m.group("q")]
+        for fn in frames:
+            if not SCHED_FRAMES.match(fn):
+                return fn
+        return frames[0] if frames else "?"
+
+    @property
+    def label(self) -> str:
+        return f"{self.name}:{self.pid}"
+
+
+def strip_times(text: str) -> str:
+    return "\n".join(TIMESTAMP.sub("", line) for line in text.splitlines())
+
+
+def hung_pids(text: str) -> set[int]:
+    return {int(m.group("pid")) for m in HUNG_REPORT.finditer(text)}
+
+
+def _task_blocks(text: str) -> list[tuple[str, int, str, str]]:
+    """(name, pid, state, stack text) for every `task:` block in the text."""
+    lines = strip_times(text).splitlines()
+    out = []
+    i = 0
+    while i < len(lines):
+        m = TASK_LINE.search(lines[i])
+        if not m:
+            i += 1
+            continue
+        j = i + 1
+        while j < len(lines) and not TASK_LINE.search(lines[j]) \
+                and not SYSRQ_W.search(lines[j]) and not HUNG_REPORT.search(lines[j]):
+            j += 1
+            if lines[j - 1].strip() == "</TASK>":
+                break
+        out.append((m.group("name").strip(), int(m.group("pid")), m.group("state"),
+                    "\n".join(lines[i:j])))
+        i = j
+    return out
+
+
+def blocked_tasks(text: str) -> dict[int, BlockedTask]:
+    """Tasks in D state named by hung-task reports or sysrq-w dumps in `text`."""
+    tasks: dict[int, BlockedTask] = {}
+    for m in HUNG_REPORT.finditer(text):
+        t = tasks.setdefault(int(m.group("pid")), BlockedTask(m.group("name"),
+                                                               int(m.group("pid"))))
+        t.hung_reports += 1
+    # Which task blocks sit inside a sysrq-w dump (vs a hung-task report)?
+    plain = strip_times(text)
+    dump_starts = [m.start() for m in SYSRQ_W.finditer(plain)]
+    for name, pid, state, stack in _task_blocks(text):
+        if state != "D":
+            continue
+        t = tasks.setdefault(pid, BlockedTask(name, pid))
+        t.stack = stack   # the latest one wins
+    if dump_starts:
+        for k, start in enumerate(dump_starts):
+            end = dump_starts[k + 1] if k + 1 < len(dump_starts) else len(plain)
+            nxt = HUNG_REPORT.search(plain, start, end)
+            end = nxt.start() if nxt else end
+            for name, pid, state, _ in _task_blocks(plain[start:end]):
+                if state == "D" and pid in tasks:
+                    tasks[pid].dumps += 1
+    return tasks
+
+
+def parse_proc_states(text: str) -> dict[int, tuple[str, int]]:
+    """`grep -H ... /proc/[0-9]*/status` output -> {pid: (state, switches)}."""
+    out: dict[int, list] = {}
+    for line in text.splitlines():
+        m = re.match(r"/proc/(\d+)/status:(\w+):\s+(\S+)", line)
+        if not m:
+            continue
+        pid, key, val = int(m.group(1)), m.group(2), m.group(3)
+        e = out.setdefault(pid, ["?", 0])
+        if key == "State":
+            e[0] = val
+        elif key.endswith("ctxt_switches") and val.isdigit():
+            e[1] += int(val)
+    return {p: (s, n) for p, (s, n) in out.items()}
+
+
+@dataclass
+class Verdict:
+    kind: str                       # "deadlock" | "timeout" | "panic" | "unreachable"
+    stuck: list[BlockedTask] = field(default_factory=list)
+    progressing: list[BlockedTask] = field(default_factory=list)
+    reason: str = ""
+
+    def details(self, evidence: str = "") -> str:
+        parts = []
+        if self.stuck:
+            parts.append("Blocked tasks (stuck in D state, not scheduled):")
+            for t in self.stuck:
+                why = []
+                if t.hung_reports:
+                    why.append(f"{t.hung_reports} hung-task report(s)")
+                if t.dumps:
+                    why.append(f"in {t.dumps} sysrq-w dump(s)")
+                if t.switches:
+                    why.append(f"context switches {t.switches[0]} -> {t.switches[1]}")
+                parts.append(f"\n== {t.label} blocked in {t.wait_site} ({', '.join(why)})\n"
+                             f"{t.stack or '(no stack captured)'}")
+        if self.progressing:
+            parts.append("\nTasks seen in D state that were still being scheduled "
+                         "(progressing, not stuck): "
+                         + ", ".join(f"{t.label} {t.switches[0]}->{t.switches[1]}"
+                                     if t.switches else t.label for t in self.progressing))
+        if evidence and not self.stuck:
+            parts.append("\n--- evidence ---\n" + evidence[-20000:])
+        return "\n".join(parts).strip()
+
+
+def classify(text: str, snap_a: dict[int, tuple[str, int]] | None = None,
+             snap_b: dict[int, tuple[str, int]] | None = None,
+             *, dead: bool = False) -> Verdict:
+    """Deadlock vs timeout vs panic from kernel text (hung-task reports, sysrq-w
+    dumps, a panic) and, when SSH still answered, two snapshots of every task's
+    state and context-switch count taken a few seconds apart (pure)."""
+    if PANIC.search(text):
+        return Verdict("panic", reason="the kernel panicked")
+    tasks = blocked_tasks(text)
+    have_snaps = snap_a is not None and snap_b is not None
+    if have_snaps:
+        # tasks in D state in both snapshots that the text did not mention
+        for pid, (state, _) in snap_b.items():
+            if state == "D" and snap_a.get(pid, ("?", 0))[0] == "D" and pid not in tasks:
+                tasks[pid] = BlockedTask("?", pid)
+    stuck, progressing = [], []
+    for pid, t in sorted(tasks.items()):
+        if have_snaps and pid in snap_a and pid in snap_b:
+            (sa, na), (sb, nb) = snap_a[pid], snap_b[pid]
+            t.switches = (na, nb)
+            if sa == "D" and sb == "D" and na == nb:
+                stuck.append(t)
+            else:
+                progressing.append(t)
+        elif have_snaps and pid not in snap_b:
+            progressing.append(t)         # it has exited since
+        elif t.hung_reports or t.dumps >= 2:
+            stuck.append(t)               # no /proc view: trust the detector / two dumps
+        else:
+            progressing.append(t)
+    if stuck:
+        sites = ", ".join(f"{t.label} in {t.wait_site}" for t in stuck[:5])
+        return Verdict("deadlock", stuck, progressing,
+                       f"{len(stuck)} task(s) stuck in D state: {sites}")
+    if dead:
+        return Verdict("unreachable", [], progressing,
+                       "the guest stopped answering and showed no blocked task or panic")
+    if progressing:
+        return Verdict("timeout", [], progressing,
+                       f"{len(progressing)} task(s) in D state but still scheduled: slow, "
+                       "not stuck")
+    return Verdict("timeout", [], [], "no task blocked in D state: slow, not stuck")
+
+
+def panic_report(console: str) -> str:
+    """The console from the first oops/BUG/panic line to the end."""
+    m = re.search(r"^.*(BUG: |Oops|general protection fault|Kernel panic).*$", console, re.M)
+    return console[m.start():][-20000:] if m else console[-20000:]
+
+
+# --- effects: evidence from a live or dying guest ---------------------------
+
+PROC_STATES = ("grep -H -E '^(State|voluntary_ctxt_switches|nonvoluntary_ctxt_switches):' "
+               "/proc/[0-9]*/status 2>/dev/null; true")
+
+
+class HungTaskDetected(CommandTimeout):
+    """`run_watched` gave up early: the hung-task detector reported a task and
+    the command had not finished a grace period later."""
+
+    def __init__(self, argv, elapsed: float, pids: set[int], report: str):
+        self.pids = pids
+        self.report = report
+        self.elapsed = elapsed
+        super().__init__(argv, elapsed, "")
+
+
+def _console_from(machine, offset: int) -> str:
+    try:
+        with open(machine.console_log, "rb") as f:
+            f.seek(offset)
+            return f.read().decode("utf-8", "replace")
+    except (OSError, AttributeError):
+        return ""
+
+
+def run_watched(guest, machine, cmd: str, *, timeout: float, grace: float | None = None,
+                poll: float = 1.0):
+    """`guest.run(cmd, timeout=timeout)`, but raise HungTaskDetected once the
+    console shows a new hung-task report and the command has still not
+    finished `grace` seconds later (default: the guest's hung-task timeout,
+    at least 5 s). Without a machine (unit tests) it is plain `guest.run`."""
+    if machine is None or not getattr(machine, "console_log", None):
+        return guest.run(cmd, timeout=timeout)
+    if grace is None:
+        grace = max(5.0, float(getattr(getattr(machine, "cfg", None), "hung_task_timeout", 0)
+                               or 0))
+    offset = machine.console_size()
+    known = hung_pids(_console_from(machine, 0))
+    box: dict = {}
+
+    def work():
+        try:
+            box["result"] = guest.run(cmd, timeout=timeout)
+        except BaseException as e:  # noqa: BLE001 - handed to the caller
+            box["error"] = e
+
+    worker = threading.Thread(target=work, name="run_watched", daemon=True)
+    start = time.monotonic()
+    worker.start()
+    first_seen = None
+    while True:
+        worker.join(poll)
+        if not worker.is_alive():
+            break
+        text = _console_from(machine, offset)
+        new = hung_pids(text) - known
+        if new and first_seen is None:
+            first_seen = time.monotonic()
+        if first_seen is not None and time.monotonic() - first_seen >= grace:
+            raise HungTaskDetected(["guest$", cmd], time.monotonic() - start, new, text)
+    if "error" in box:
+        raise box["error"]
+    return box["result"]
+
+
+def _snapshot(guest) -> dict[int, tuple[str, int]] | None:
+    try:
+        return parse_proc_states(guest.run(PROC_STATES, timeout=30).stdout)
+    except Exception:  # noqa: BLE001 - evidence is best effort
+        return None
+
+
+def collect_ssh(guest, cursor: int, *, interval: float = 3.0,
+                save=None) -> tuple[str, dict | None, dict | None]:
+    """Over SSH: two task snapshots `interval` apart with a sysrq-w dump after
+    each, then a sysrq-t dump (saved separately: it is long). Returns the
+    kernel messages since `cursor` (hung-task reports + the dumps) and the
+    snapshots."""
+    snap_a = _snapshot(guest)
+    guest.run("echo w > /proc/sysrq-trigger", timeout=30)
+    time.sleep(interval)
+    snap_b = _snapshot(guest)
+    guest.run("echo w > /proc/sysrq-trigger", timeout=30)
+    time.sleep(0.5)
+    text, nxt = guest.kmsg_since(cursor)
+    if save:
+        try:
+            guest.run("echo t > /proc/sysrq-trigger", timeout=30)
+            time.sleep(1)
+            save("sysrq-t.txt", guest.kmsg_since(nxt)[0])
+        except Exception:  # noqa: BLE001
+            pass
+    return text, snap_a, snap_b
+
+
+def collect_serial(machine, *, interval: float = 3.0) -> str:
+    """SSH is dead: sysrq w twice (and l, the CPUs' backtraces) through the
+    serial console; an NMI if the kernel does not answer the break."""
+    before = machine.console_size()
+    for key in ("w", "l"):
+        try:
+            machine.sysrq(key)
+        except Exception:  # noqa: BLE001
+            pass
+    time.sleep(interval)
+    if "sysrq:" not in _console_from(machine, before):
+        try:
+            machine.nmi()
+        except Exception:  # noqa: BLE001
+            pass
+        time.sleep(2)
+    try:
+        machine.sysrq("w")
+    except Exception:  # noqa: BLE001
+        pass
+    time.sleep(1.5)
+    return _console_from(machine, before)
 
 
 def investigate(ctx, exc: CommandTimeout, cursor: int, case_name: str) -> CaseResult:
-    """Gather sysrq evidence over SSH if the guest answers, else via the serial
-    console (QMP break + key), and classify the timeout."""
+    """Collect evidence before teardown and classify a workload that ran past
+    its timeout (or that `run_watched` stopped): deadlock, timeout or panic."""
     machine, guest = ctx.machine, ctx.guest
-    evidence = ""
-    via = "ssh"
-    if guest.alive(timeout=15):
-        guest.run("echo w > /proc/sysrq-trigger", timeout=30)
-        time.sleep(1)
-        evidence, _ = guest.kmsg_since(cursor)
-    elif machine is not None and machine.running:
-        via = "serial console"
-        before = machine.console_size()
-        machine.sysrq("w")
-        time.sleep(3)
-        evidence = machine.console_text()[before:]
+    start = time.monotonic()
+    snap_a = snap_b = None
+    hung_text = getattr(exc, "report", "") or ""
+    dead = False
+    if machine is not None and not machine.running:
+        via = "console log (qemu has exited)"
+        evidence = machine.console_text()
+        dead = True
+    elif guest.alive(timeout=15):
+        via = "ssh"
+        evidence, snap_a, snap_b = collect_ssh(guest, cursor, save=ctx.save)
+    elif machine is not None:
+        via = "serial console (sysrq via break)"
+        evidence = collect_serial(machine)
+        dead = True
+        if not machine.running or PANIC.search(machine.console_text()):
+            evidence = machine.console_text()
     else:
-        via = "none (qemu gone)"
+        via = "none (no guest, no machine)"
+        evidence = ""
+        dead = True
+    if hung_text and hung_text not in evidence:
+        evidence = hung_text + "\n" + evidence
     ctx.save("timeout-evidence.txt", evidence)
-    stuck = BLOCKED.findall(evidence)
-    kind = "deadlock" if stuck else "timeout"
-    msg = (f"{kind}: workload ran past {exc.timeout:g}s; "
-           + (f"{len(stuck)} blocked task report(s) (evidence via {via})" if stuck
-              else f"no task blocked in D state (evidence via {via}): slow, not stuck"))
-    return CaseResult(case_name, Status.FAILED, exc.timeout, kind=kind, message=msg,
-                      details=evidence[-20000:], output=exc.output_tail)
+    if snap_a is not None:
+        ctx.save("tasks-a.txt", repr(snap_a))
+        ctx.save("tasks-b.txt", repr(snap_b))
+    v = classify(evidence, snap_a, snap_b, dead=dead)
+    if isinstance(exc, HungTaskDetected):
+        waited = (f"the hung-task detector reported pid(s) "
+                  f"{', '.join(map(str, sorted(exc.pids)))} and the workload had not finished "
+                  f"{exc.elapsed:.0f}s after it started")
+    else:
+        waited = f"workload ran past its {exc.timeout:g}s timeout"
+    if v.kind == "panic":
+        details = panic_report(evidence)
+    else:
+        details = v.details(evidence)
+    msg = f"{v.kind}: {v.reason}; {waited} (evidence via {via})"
+    props = {"evidence_via": via, "investigation_s": f"{time.monotonic() - start:.1f}"}
+    if v.stuck:
+        props["blocked_tasks"] = ", ".join(f"{t.label}@{t.wait_site}" for t in v.stuck)
+    return CaseResult(case_name, Status.FAILED, getattr(exc, "elapsed", exc.timeout),
+                      kind=v.kind, message=msg, details=details, output=exc.output_tail,
+                      properties=props)
