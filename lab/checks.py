@@ -51,32 +51,53 @@ def read_pins(guest: Guest) -> PinCounters | None:
     return parse_vmstat(guest.run("grep ^nr_foll_pin_ /proc/vmstat", timeout=30).stdout)
 
 
-def settle_pins(guest: Guest, before: PinCounters, *, timeout: float = 15.0,
-                interval: float = 0.5) -> tuple[PinCounters, bool]:
-    """Poll until the counters stop moving and balance, or `timeout` passes.
-    Right after a process exits they may read 64/42 for a moment."""
+def settle_pins(guest: Guest, before: PinCounters, *, timeout: float = 20.0,
+                interval: float = 0.5, stable_for: float = 5.0
+                ) -> tuple[PinCounters | None, bool, list[PinCounters]]:
+    """Poll until the deltas balance, or until they have stopped moving for
+    `stable_for` seconds without balancing (a leak), or `timeout` passes.
+    Right after a process exits they may read 64/42 for a moment.
+    Returns the last reading, whether it balanced, and every reading."""
     deadline = time.monotonic() + timeout
+    readings: list[PinCounters] = []
     last = read_pins(guest)
+    changed = time.monotonic()
     while True:
-        if last is not None and (last.acquired - before.acquired) == \
-                (last.released - before.released):
-            return last, True
+        if last is not None:
+            if not readings or readings[-1] != last:
+                changed = time.monotonic()
+            readings.append(last)
+            if (last.acquired - before.acquired) == (last.released - before.released):
+                return last, True, readings
+            if time.monotonic() - changed >= stable_for:
+                return last, False, readings
         if time.monotonic() > deadline:
-            return last, False
+            return last, False, readings
         time.sleep(interval)
-        now = read_pins(guest)
-        last = now
+        last = read_pins(guest)
 
 
-def pin_case(guest: Guest, before: PinCounters | None, classname: str) -> CaseResult:
+def pin_case(guest: Guest, before: PinCounters | None, classname: str, *,
+             timeout: float = 20.0, stable_for: float = 5.0,
+             interval: float = 0.5) -> CaseResult:
+    """The FOLL_PIN balance over a workload, judged once its processes have
+    exited: acquired and released must have grown by the same amount."""
     name = "pin-balance"
     if before is None:
         return CaseResult(name, Status.SKIPPED, classname=classname,
                           message="kernel has no nr_foll_pin_* counters in /proc/vmstat")
     start = time.monotonic()
-    after, balanced = settle_pins(guest, before)
+    after, balanced, readings = settle_pins(guest, before, timeout=timeout,
+                                            interval=interval, stable_for=stable_for)
+    if after is None:
+        return CaseResult(name, Status.ERROR, time.monotonic() - start, classname=classname,
+                          message="could not read /proc/vmstat after the workload")
     acq, rel = after.acquired - before.acquired, after.released - before.released
-    props = {"pins_acquired": str(acq), "pins_released": str(rel)}
+    props = {"pins_acquired": str(acq), "pins_released": str(rel),
+             "before": f"{before.acquired}/{before.released}",
+             "after": f"{after.acquired}/{after.released}", "readings": str(len(readings))}
+    trail = "\n".join(f"nr_foll_pin_acquired {r.acquired} nr_foll_pin_released {r.released}"
+                      for r in readings[-20:])
     if balanced:
         return CaseResult(name, Status.PASSED, time.monotonic() - start, classname=classname,
                           output=f"FOLL_PIN pins acquired {acq}, released {rel}",
@@ -85,4 +106,6 @@ def pin_case(guest: Guest, before: PinCounters | None, classname: str) -> CaseRe
                       kind="pin-leak",
                       message=f"pin leak: {acq} pins acquired, {rel} released "
                               f"({acq - rel} not released) after the workload's processes exited",
+                      details=f"before: {before.acquired}/{before.released}\n"
+                              f"readings after the workload (acquired/released):\n{trail}",
                       properties=props)
