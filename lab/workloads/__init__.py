@@ -24,11 +24,7 @@ def lookup(name: str, *, file: str = "", field: str = "") -> type[Workload]:
 
 def _load_builtin() -> None:
     # Importing the modules registers them.
-    from . import fio  # noqa: F401
-    try:
-        from . import rdma, dax, gup_test, shell  # noqa: F401
-    except ImportError:
-        pass
+    from . import dax, fio, gup_test, rdma, shell  # noqa: F401
 
 
 __all__ = ["Option", "Workload", "WorkloadContext", "REGISTRY", "register", "lookup"]
