@@ -7,15 +7,13 @@ from __future__ import annotations
 import shlex
 from dataclasses import dataclass
 
-from ..errors import CommandTimeout
 from ..results import CaseResult, Status
 from . import register
 from .base import Option, Workload, WorkloadContext
+from .common import NVME as DEVICE, logged, make_fs, unmount
 from .fio_parse import parse_fio_json
 
-DEVICE = "/dev/nvme0n1"
 MNT = "/mnt/lab-fio"
-MKFS = {"ext4": "mkfs.ext4 -q -F", "xfs": "mkfs.xfs -q -f"}
 
 
 @dataclass(frozen=True)
@@ -62,7 +60,7 @@ class Fio(Workload):
         return [FioRun(t, e) for t in self.opts["targets"] for e in self.opts["engines"]]
 
     def run(self, ctx: WorkloadContext) -> list[CaseResult]:
-        g = ctx.guest
+        g = logged(ctx)
         if not g.run(f"test -b {DEVICE}", timeout=30).ok:
             return [CaseResult("fio", Status.SKIPPED, message=f"{DEVICE} is missing: the "
                                "machine has no NVMe drive or the kernel no NVMe driver")]
@@ -71,9 +69,7 @@ class Fio(Workload):
         per_run = ctx.timeout / max(1, len(self.runs()))
         for run in self.runs():
             if run.target != "nvme" and mounted != run.target:
-                g.run(f"umount {MNT} 2>/dev/null; mkdir -p {MNT}", timeout=60)
-                mk = g.run(f"{MKFS[run.target]} {DEVICE} && mount {DEVICE} {MNT}",
-                           timeout=per_run)
+                mk = make_fs(g, run.target, DEVICE, MNT, timeout=max(120.0, per_run))
                 if not mk.ok:
                     cases.append(CaseResult(run.case_name, Status.SKIPPED if "not found" in
                                             mk.stderr else Status.ERROR,
@@ -81,20 +77,20 @@ class Fio(Workload):
                                                     f"{mk.stderr.strip()[-200:]}"))
                     continue
                 mounted = run.target
-            cases.append(self._one(ctx, run, per_run))
+            elif run.target == "nvme" and mounted:
+                unmount(g, MNT)
+                mounted = None
+            cases.append(self._one(ctx, g, run, per_run))
         if mounted:
-            g.run(f"umount {MNT}", timeout=60)
+            unmount(g, MNT)
         return cases
 
-    def _one(self, ctx: WorkloadContext, run: FioRun, timeout: float) -> CaseResult:
+    def _one(self, ctx: WorkloadContext, g, run: FioRun, timeout: float) -> CaseResult:
         o = self.opts
         argv = fio_argv(run, size_mb=o["size_mb"], bs=o["bs"], iodepth=o["iodepth"],
                         fsync=o["fsync"])
         cmd = shlex.join(argv)
-        try:
-            r = ctx.guest.run(cmd, timeout=timeout)
-        except CommandTimeout:
-            raise
+        r = g.run(cmd, timeout=timeout, watch=True)
         ctx.save(f"{run.case_name}.json", r.stdout)
         if r.stderr:
             ctx.save(f"{run.case_name}.stderr", r.stderr)

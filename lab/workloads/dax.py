@@ -1,0 +1,207 @@
+"""DAX: an fsdax namespace on the emulated NVDIMM, ext4 and xfs mounted with
+-o dax, and the pinstress helper: it mmaps a file there and pins its pages
+(O_DIRECT reads from the NVMe drive into the mapping; io_uring fixed
+buffers) while another thread truncates the file and punches holes in it.
+Truncate must complete (DAX truncate waits for pinned pages to be released)
+and the data read back must match what was written."""
+
+from __future__ import annotations
+
+import shlex
+import time
+
+from ..results import CaseResult, Status
+from . import register
+from .base import Option, Workload, WorkloadContext
+from .common import (GUEST_DIR, NVME, GuestProc, fetch, has_dax_always, install_helper,
+                     logged, make_fs, mount_options, nvme_present, parse_json_tail,
+                     setup_fsdax)
+
+MNT = "/mnt/lab-dax"
+
+
+def pinstress_argv(helper: str, *, file: str, dev: str, size_mb: int, seconds: int,
+                   chunk_kb: int, uring: bool, stuck_after: float,
+                   kick_after: float = 2.0) -> list[str]:
+    argv = [helper, "dax", "--file", file, "--dev", dev, "--size-mb", str(size_mb),
+            "--seconds", str(seconds), "--chunk-kb", str(chunk_kb),
+            "--stuck-after", f"{stuck_after:g}", "--kick-after", f"{kick_after:g}"]
+    if uring:
+        argv.append("--uring")
+    return argv
+
+
+def judge(name: str, res: dict | None, *, rc: int | None, duration: float,
+          stderr: str = "") -> CaseResult:
+    """The helper's JSON summary -> a testcase (pure)."""
+    if res is None:
+        return CaseResult(name, Status.FAILED, duration, message=f"pinstress printed no "
+                          f"summary (exit {rc})", details=stderr[-4000:])
+    if "fatal" in res:
+        return CaseResult(name, Status.ERROR, duration, message=f"pinstress: {res['fatal']}",
+                          details=stderr[-4000:])
+    d, u, t, fin = res["direct"], res["uring"], res["truncate"], res["final"]
+    props = {
+        "direct_reads": str(d["reads"]), "direct_verified": str(d["verified"]),
+        "direct_raced": str(d["raced"] + d["efault"] + d["sigbus"]),
+        "uring_mapping": res["uring_mapping"], "uring_reads": str(u["reads"]),
+        "uring_writes": str(u["writes"]), "uring_verified": str(u["verified"]),
+        "truncates": str(t["truncates"]), "punches": str(t["punches"]),
+        "max_truncate_ms": str(t["max_truncate_ms"]), "max_punch_ms": str(t["max_punch_ms"]),
+        "lost_wakeups": str(t.get("lost_wakeups", 0)),
+        "statx_dax": str(res.get("statx_dax")),
+        "read_mb_s": f"{(d['bytes'] + u['bytes']) / 2**20 / max(res['seconds'], 0.001):.1f}",
+    }
+    mapping = res["uring_mapping"]
+    note = {"off": "io_uring not used",
+            "ok": "the kernel accepted the mapping as an io_uring fixed buffer (long-term pin)"}
+    pin_note = note.get(mapping, f"the kernel refused a long-term pin of the mapping "
+                                 f"({mapping.split(':', 1)[-1]}): expected for fsdax")
+    summary = (f"{name}: {d['reads']} O_DIRECT reads into the mapping ({d['verified']} verified, "
+               f"{props['direct_raced']} raced a truncate), {u['reads']} io_uring fixed-buffer "
+               f"reads / {u['writes']} writes ({u['verified']} verified); {t['truncates']} "
+               f"truncates (max {t['max_truncate_ms']} ms), {t['punches']} hole punches (max "
+               f"{t['max_punch_ms']} ms); {pin_note}; final read-back "
+               f"{'ok' if fin['first_bad_offset'] < 0 and fin['punch_ok'] else 'BAD'}")
+    if t["stuck"]:
+        return CaseResult(name, Status.FAILED, duration, kind="deadlock", output=summary,
+                          message=f"a truncate/punch did not complete in {t['longest_op_s']}s "
+                                  "while pages of the file were pinned", properties=props)
+    if t.get("lost_wakeups"):
+        stack = t.get("slow_op_stack", "")
+        site = stack.split("]", 1)[1].split("+", 1)[0].strip() if "]" in stack else "?"
+        props["wait_site"] = site
+        return CaseResult(name, Status.FAILED, duration, kind="lost-wakeup", output=summary,
+                          message=f"a truncate/punch stayed blocked in {site} for "
+                                  f"{t['longest_op_s']}s after every page reference had been "
+                                  "dropped, and completed at once when a signal restarted it: "
+                                  "the wakeup it waited for was lost",
+                          details="Kernel stack of the blocked truncate/punch (while no page "
+                                  "of the file was referenced any more):\n" + stack,
+                          properties=props)
+    if t["blocked_by_registered_mapping_s"]:
+        return CaseResult(name, Status.FAILED, duration, kind="deadlock", output=summary,
+                          message=f"truncate blocked {t['blocked_by_registered_mapping_s']}s "
+                                  "behind the io_uring registration of the fsdax mapping (it "
+                                  "completed only once the buffers were unregistered)",
+                          properties=props)
+    bad = d["mismatches"] + u["mismatches"]
+    if bad or fin["first_bad_offset"] >= 0 or not fin["punch_ok"]:
+        where = (d["first_bad_offset"] if d["mismatches"] else u["first_bad_offset"]
+                 if u["mismatches"] else fin["first_bad_offset"])
+        return CaseResult(name, Status.FAILED, duration, kind="corruption", output=summary,
+                          message=f"data read back does not match: {bad} mismatching chunk(s) "
+                                  f"under stress, final read-back first bad offset {where}, "
+                                  f"punched range zero: {fin['punch_ok']}", properties=props)
+    if d["errors"] or u["errors"]:
+        return CaseResult(name, Status.FAILED, duration, output=summary,
+                          message=f"IO errors: {d['first_error'] or u['first_error']}",
+                          properties=props)
+    if d["verified"] == 0:
+        return CaseResult(name, Status.FAILED, duration, output=summary,
+                          message="no read could be verified (every read raced a truncate)",
+                          properties=props)
+    if rc not in (0, None):
+        return CaseResult(name, Status.FAILED, duration, output=summary,
+                          message=f"pinstress exited {rc}", details=stderr[-4000:],
+                          properties=props)
+    return CaseResult(name, Status.PASSED, duration, output=summary, properties=props)
+
+
+@register
+class Dax(Workload):
+    name = "dax"
+    description = "fsdax on an emulated NVDIMM: mmap + pin + truncate/punch with verification"
+    needs = frozenset({"pmem", "nvme"})
+    options = {
+        "filesystems": Option(tuple, ("ext4", "xfs"), "filesystems mounted -o dax",
+                              choices=("ext4", "xfs")),
+        "seconds": Option(int, 5, "seconds of pin + truncate stress per filesystem", minimum=1),
+        "size_mb": Option(int, 8, "size of the mapped file, MiB", minimum=1),
+        "chunk_kb": Option(int, 64, "bytes per read, KiB (multiple of 4)", minimum=4),
+        "uring": Option(bool, True, "also pin with io_uring fixed buffers"),
+        "stuck_after": Option(float, 20.0, "seconds a truncate may take before it is stuck",
+                              minimum=1),
+        "kick_after": Option(float, 2.0, "seconds a truncate may keep waiting once nothing "
+                             "references the file's pages before a signal restarts it (a "
+                             "lost wakeup if it then completes)", minimum=0.5),
+    }
+
+    def run(self, ctx: WorkloadContext) -> list[CaseResult]:
+        o = self.opts
+        if o["chunk_kb"] % 4 or o["size_mb"] * 1024 < 2 * o["chunk_kb"]:
+            return [CaseResult("dax", Status.ERROR, message="chunk_kb must be a multiple of 4 "
+                               "and size_mb at least two chunks")]
+        g = logged(ctx)
+        dev, why = setup_fsdax(g)
+        if dev is None:
+            return [CaseResult("dax", Status.SKIPPED, message=why)]
+        if not nvme_present(g):
+            return [CaseResult("dax", Status.SKIPPED, message=f"{NVME} is missing: the helper "
+                               "reads into the mapping from an NVMe drive (machine.nvme_mb)")]
+        helper = install_helper(ctx, g)
+        cases: list[CaseResult] = []
+        for fs in o["filesystems"]:
+            cases += self._fs(ctx, g, fs, dev, helper)
+        return cases
+
+    def _fs(self, ctx, g, fs: str, dev: str, helper: str) -> list[CaseResult]:
+        o = self.opts
+        mount_case = f"dax.{fs}.mount"
+        t0 = time.monotonic()
+        mk = make_fs(g, fs, dev, MNT, dax=True)
+        if not mk.ok:
+            why = mk.stderr.strip()[-300:]
+            status = Status.SKIPPED if "not support" in why or "unknown filesystem" in why \
+                else Status.FAILED
+            return [CaseResult(mount_case, status, time.monotonic() - t0,
+                               message=f"mount -o dax of {fs} on {dev} failed: {why}")]
+        try:
+            opts = mount_options(g, MNT) or ""
+            props = {"mount_options": opts}
+            if not has_dax_always(opts):
+                return [CaseResult(mount_case, Status.FAILED, time.monotonic() - t0,
+                                   message=f"mount -o dax did not take effect: {opts}",
+                                   properties=props)]
+            cases = [CaseResult(mount_case, Status.PASSED, time.monotonic() - t0,
+                                output=f"{fs} on {dev} mounted with {opts}", properties=props)]
+            cases.append(self._stress(ctx, g, fs, helper))
+            if cases[-1].properties.get("statx_dax") == "False":
+                cases[0] = CaseResult(mount_case, Status.FAILED, cases[0].duration,
+                                      message="statx does not report STATX_ATTR_DAX on a file "
+                                              f"of the -o dax mount ({opts})", properties=props)
+            return cases
+        finally:
+            g.run(f"pkill -KILL -f {shlex.quote(helper)} 2>/dev/null; umount {MNT} 2>/dev/null"
+                  f" || umount -l {MNT}; true", timeout=120)
+
+    def _stress(self, ctx, g, fs: str, helper: str) -> CaseResult:
+        o = self.opts
+        name = f"dax.{fs}.pin-truncate"
+        wdir = f"{GUEST_DIR}/{name}"
+        argv = pinstress_argv(helper, file=f"{MNT}/pin.dat", dev=NVME, size_mb=o["size_mb"],
+                              seconds=o["seconds"], chunk_kb=o["chunk_kb"], uring=o["uring"],
+                              stuck_after=o["stuck_after"], kick_after=o["kick_after"])
+        start = time.monotonic()
+        p = GuestProc(g, "pinstress", shlex.join(argv), wdir).start()
+        budget = o["seconds"] + 2 * o["stuck_after"] + 90
+        finished = g.run(f"i=0; until [ -e {p.rc_file} ] || grep -q '^{{' {wdir}/pinstress.out"
+                         f" 2>/dev/null; do i=$((i+1)); [ $i -gt {budget * 5} ] && exit 1; "
+                         "sleep 0.2; done", timeout=budget + 60, watch=True).ok
+        duration = time.monotonic() - start
+        fetch(g, wdir, ctx.outdir / name)
+        res = parse_json_tail(p.output())
+        err = g.run(f"tail -c 4000 {wdir}/pinstress.err", timeout=30).stdout
+        if not finished:
+            case = judge(name, None, rc=None, duration=duration, stderr=err)
+            case.message = f"pinstress did not finish within {budget}s"
+            case.kind = "timeout"
+        else:
+            case = judge(name, res, rc=p.returncode(), duration=duration, stderr=err)
+        case.properties["command"] = shlex.join(argv)
+        if case.kind == "deadlock":
+            from .. import hang
+            text, a, b = hang.collect_ssh(g.inner, g.kmsg_cursor())
+            v = hang.classify(text, a, b)
+            case.details = v.details(text)
+        return case
