@@ -348,9 +348,18 @@ def collect_serial(machine, *, interval: float = 3.0) -> str:
     return _console_from(machine, before)
 
 
+def tag(exc: CommandTimeout, case_name: str) -> CommandTimeout:
+    """Name the testcase a timeout belongs to (else the workload's name is used)."""
+    if not getattr(exc, "case_name", None):
+        exc.case_name = case_name
+    return exc
+
+
 def investigate(ctx, exc: CommandTimeout, cursor: int, case_name: str) -> CaseResult:
     """Collect evidence before teardown and classify a workload that ran past
-    its timeout (or that `run_watched` stopped): deadlock, timeout or panic."""
+    its timeout (or that `run_watched` stopped): deadlock, timeout or panic.
+    The case is named `case_name` unless the workload tagged the exception."""
+    case_name = getattr(exc, "case_name", None) or case_name
     machine, guest = ctx.machine, ctx.guest
     start = time.monotonic()
     snap_a = snap_b = None
@@ -390,7 +399,7 @@ def investigate(ctx, exc: CommandTimeout, cursor: int, case_name: str) -> CaseRe
         details = panic_report(evidence)
     else:
         details = v.details(evidence)
-    msg = f"{v.kind}: {v.reason}; {waited} (evidence via {via})"
+    msg = f"{v.reason}; {waited} (evidence via {via})"
     props = {"evidence_via": via, "investigation_s": f"{time.monotonic() - start:.1f}"}
     if v.stuck:
         props["blocked_tasks"] = ", ".join(f"{t.label}@{t.wait_site}" for t in v.stuck)

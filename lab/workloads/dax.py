@@ -10,6 +10,8 @@ from __future__ import annotations
 import shlex
 import time
 
+from .. import hang
+from ..errors import CommandTimeout
 from ..results import CaseResult, Status
 from . import register
 from .base import Option, Workload, WorkloadContext
@@ -156,24 +158,28 @@ class Dax(Workload):
                 else Status.FAILED
             return [CaseResult(mount_case, status, time.monotonic() - t0,
                                message=f"mount -o dax of {fs} on {dev} failed: {why}")]
+        cleanup = (f"pkill -KILL -f {shlex.quote(helper)} 2>/dev/null; umount {MNT} 2>/dev/null"
+                   f" || umount -l {MNT}; true")
+        opts = mount_options(g, MNT) or ""
+        props = {"mount_options": opts}
+        if not has_dax_always(opts):
+            g.run(cleanup, timeout=120)
+            return [CaseResult(mount_case, Status.FAILED, time.monotonic() - t0,
+                               message=f"mount -o dax did not take effect: {opts}",
+                               properties=props)]
+        cases = [CaseResult(mount_case, Status.PASSED, time.monotonic() - t0,
+                            output=f"{fs} on {dev} mounted with {opts}", properties=props)]
         try:
-            opts = mount_options(g, MNT) or ""
-            props = {"mount_options": opts}
-            if not has_dax_always(opts):
-                return [CaseResult(mount_case, Status.FAILED, time.monotonic() - t0,
-                                   message=f"mount -o dax did not take effect: {opts}",
-                                   properties=props)]
-            cases = [CaseResult(mount_case, Status.PASSED, time.monotonic() - t0,
-                                output=f"{fs} on {dev} mounted with {opts}", properties=props)]
             cases.append(self._stress(ctx, g, fs, helper))
-            if cases[-1].properties.get("statx_dax") == "False":
-                cases[0] = CaseResult(mount_case, Status.FAILED, cases[0].duration,
-                                      message="statx does not report STATX_ATTR_DAX on a file "
-                                              f"of the -o dax mount ({opts})", properties=props)
-            return cases
-        finally:
-            g.run(f"pkill -KILL -f {shlex.quote(helper)} 2>/dev/null; umount {MNT} 2>/dev/null"
-                  f" || umount -l {MNT}; true", timeout=120)
+        except CommandTimeout as e:
+            # no cleanup: the runner's deadlock investigation looks first
+            raise hang.tag(e, f"dax.{fs}.pin-truncate")
+        g.run(cleanup, timeout=120)
+        if cases[-1].properties.get("statx_dax") == "False":
+            cases[0] = CaseResult(mount_case, Status.FAILED, cases[0].duration,
+                                  message="statx does not report STATX_ATTR_DAX on a file "
+                                          f"of the -o dax mount ({opts})", properties=props)
+        return cases
 
     def _stress(self, ctx, g, fs: str, helper: str) -> CaseResult:
         o = self.opts
@@ -200,7 +206,6 @@ class Dax(Workload):
             case = judge(name, res, rc=p.returncode(), duration=duration, stderr=err)
         case.properties["command"] = shlex.join(argv)
         if case.kind == "deadlock":
-            from .. import hang
             text, a, b = hang.collect_ssh(g.inner, g.kmsg_cursor())
             v = hang.classify(text, a, b)
             case.details = v.details(text)

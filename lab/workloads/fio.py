@@ -7,6 +7,8 @@ from __future__ import annotations
 import shlex
 from dataclasses import dataclass
 
+from .. import hang
+from ..errors import CommandTimeout
 from ..results import CaseResult, Status
 from . import register
 from .base import Option, Workload, WorkloadContext
@@ -90,7 +92,10 @@ class Fio(Workload):
         argv = fio_argv(run, size_mb=o["size_mb"], bs=o["bs"], iodepth=o["iodepth"],
                         fsync=o["fsync"])
         cmd = shlex.join(argv)
-        r = g.run(cmd, timeout=timeout, watch=True)
+        try:
+            r = g.run(cmd, timeout=timeout, watch=True)
+        except CommandTimeout as e:
+            raise hang.tag(e, run.case_name)
         ctx.save(f"{run.case_name}.json", r.stdout)
         if r.stderr:
             ctx.save(f"{run.case_name}.stderr", r.stderr)

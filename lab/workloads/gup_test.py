@@ -11,6 +11,8 @@ import re
 import shlex
 from pathlib import Path
 
+from .. import hang
+from ..errors import CommandTimeout
 from ..results import CaseResult, Status
 from . import register
 from .base import Option, Workload, WorkloadContext
@@ -148,7 +150,10 @@ class GupTest(Workload):
         argv = gup_argv(remote, variant, backing, size_mb=o["size_mb"], repeats=o["repeats"],
                         threads=o["threads"])
         cmd = shlex.join(argv)
-        r = g.run(cmd, timeout=timeout, watch=True)
+        try:
+            r = g.run(cmd, timeout=timeout, watch=True)
+        except CommandTimeout as e:
+            raise hang.tag(e, name)
         ctx.save(f"{name}.out", r.stdout + (f"\n--- stderr ---\n{r.stderr}" if r.stderr else ""))
         return judge(name, r.returncode, r.stdout, r.stderr, r.duration,
                      {"command": cmd, "exit_status": str(r.returncode)})

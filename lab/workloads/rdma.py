@@ -17,6 +17,8 @@ import shlex
 import time
 from dataclasses import dataclass
 
+from .. import hang
+from ..errors import CommandTimeout
 from ..results import CaseResult, Status
 from . import register
 from .base import Option, Workload, WorkloadContext
@@ -118,11 +120,10 @@ class Rdma(Workload):
             return [CaseResult("rdma", Status.ERROR, message=f"{RXE} did not become ACTIVE")]
         helper = install_helper(ctx, g) if o["fsync"] else None
         cases = []
-        try:
-            for t in o["targets"]:
-                cases.append(self._target(ctx, g, t, helper))
-        finally:
-            g.run(f"rdma link delete {RXE} 2>/dev/null; true", timeout=60)
+        for t in o["targets"]:
+            # a timeout propagates without cleanup: the runner investigates first
+            cases.append(self._target(ctx, g, t, helper))
+        g.run(f"rdma link delete {RXE} 2>/dev/null; true", timeout=60)
         return cases
 
     # -- one target ---------------------------------------------------------
@@ -150,10 +151,14 @@ class Rdma(Workload):
             return CaseResult(name, Status.ERROR, message=f"mount -o dax did not take effect "
                               f"({opts}): the MR would not be on an fsdax file")
         try:
-            return self._traffic(ctx, g, name, dax, helper, opts)
-        finally:
-            g.run(f"pkill -KILL -x ib_write_bw 2>/dev/null; umount {MNT} 2>/dev/null || "
-                  f"umount -l {MNT}; true", timeout=120)
+            case = self._traffic(ctx, g, name, dax, helper, opts)
+        except CommandTimeout as e:
+            # leave the processes and the mount as they are: the runner's
+            # deadlock investigation looks at them before anything is killed
+            raise hang.tag(e, name)
+        g.run(f"pkill -KILL -x ib_write_bw 2>/dev/null; umount {MNT} 2>/dev/null || "
+              f"umount -l {MNT}; true", timeout=120)
+        return case
 
     def _traffic(self, ctx, g, name: str, dax: bool, helper: str | None,
                  mount_opts: str) -> CaseResult:
@@ -259,7 +264,6 @@ class Rdma(Workload):
                               output=f"the MR registration succeeded; truncate of the file "
                                      f"completed in {secs:.1f}s",
                               properties={"registration": "ok", "truncate_s": f"{secs:.1f}"})
-        from .. import hang
         text, a, b = hang.collect_ssh(g.inner, g.kmsg_cursor())
         v = hang.classify(text, a, b)
         return CaseResult(name, Status.FAILED,

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..errors import UserError
+from .. import hang
+from ..errors import CommandTimeout, UserError
 from ..results import CaseResult, Status
 from . import register
 from .base import Option, Workload, WorkloadContext
@@ -36,7 +37,10 @@ class Shell(Workload):
     def run(self, ctx: WorkloadContext) -> list[CaseResult]:
         g = logged(ctx)
         cmd, name = self.opts["command"], self.opts["case"]
-        r = g.run(cmd, timeout=ctx.timeout, watch=True)
+        try:
+            r = g.run(cmd, timeout=ctx.timeout, watch=True)
+        except CommandTimeout as e:
+            raise hang.tag(e, name)
         ctx.save(f"{name}.out", r.stdout)
         ctx.save(f"{name}.err", r.stderr)
         props = {"command": cmd, "exit_status": str(r.returncode)}

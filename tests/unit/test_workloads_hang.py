@@ -187,7 +187,7 @@ def test_investigate_over_ssh_reports_the_deadlock(tmp_path, monkeypatch):
                   kmsg=(HUNG + SYSRQ_W).splitlines())
     case = hang.investigate(ctx_for(g, tmp_path), CommandTimeout(["dd"], 15, "tail"), 0, "shell")
     assert case.status is Status.FAILED and case.kind == "deadlock"
-    assert case.message.startswith("deadlock: 1 task(s) stuck in D state: dd:270 in "
+    assert case.message.startswith("1 task(s) stuck in D state: dd:270 in "
                                    "mnt_want_write")
     assert "ran past its 15s timeout" in case.message and "via ssh" in case.message
     assert "percpu_rwsem_wait" in case.details
@@ -201,8 +201,10 @@ def test_investigate_over_ssh_reports_the_deadlock(tmp_path, monkeypatch):
 def test_investigate_a_slow_workload_is_a_timeout(tmp_path, monkeypatch):
     monkeypatch.setattr(hang.time, "sleep", lambda s: None)
     g = FakeGuest(kmsg=["[ 5.0] sysrq: Show Blocked State"])
-    case = hang.investigate(ctx_for(g, tmp_path), CommandTimeout(["sleep 100"], 3), 0, "shell")
+    exc = hang.tag(CommandTimeout(["sleep 100"], 3), "slow-case")
+    case = hang.investigate(ctx_for(g, tmp_path), exc, 0, "shell")
     assert case.kind == "timeout" and "slow, not stuck" in case.message
+    assert case.name == "slow-case"          # the workload's name for it, not "shell"
 
 
 def test_investigate_through_the_serial_console_when_ssh_is_dead(tmp_path, monkeypatch):
