@@ -174,6 +174,11 @@ def make_fs(guest: LoggedGuest, fs: str, dev: str, mnt: str, *, dax: bool = Fals
                      timeout=timeout)
 
 
+def first_line(text: str) -> str:
+    """The first non-empty line of an error output (mkfs prints its usage after it)."""
+    return next((line.strip() for line in text.splitlines() if line.strip()), "")[:300]
+
+
 def mount_options(guest: LoggedGuest, mnt: str) -> str | None:
     r = guest.run(f"grep ' {mnt} ' /proc/mounts", timeout=30)
     parts = r.stdout.split()

@@ -22,9 +22,9 @@ from ..errors import CommandTimeout
 from ..results import CaseResult, Status
 from . import register
 from .base import Option, Workload, WorkloadContext
-from .common import (GUEST_DIR, NVME, GuestProc, fetch, has_dax_always, install_helper,
-                     logged, make_fs, mount_options, nvme_present, parse_json_tail,
-                     setup_fsdax, unmount, wait_files)
+from .common import (GUEST_DIR, NVME, GuestProc, fetch, first_line, has_dax_always,
+                     install_helper, logged, make_fs, mount_options, nvme_present,
+                     parse_json_tail, setup_fsdax, unmount, wait_files)
 
 MNT = "/mnt/lab-rdma"
 RXE = "rxe0"
@@ -144,7 +144,7 @@ class Rdma(Workload):
         mk = make_fs(g, fs, dev, MNT, dax=dax)
         if not mk.ok:
             return CaseResult(name, Status.ERROR, message=f"cannot make and mount {fs} on {dev}"
-                              f"{' -o dax' if dax else ''}: {mk.stderr.strip()[-300:]}")
+                              f"{' -o dax' if dax else ''}: {first_line(mk.stderr)}")
         opts = mount_options(g, MNT) or ""
         if dax and not has_dax_always(opts):
             unmount(g, MNT)

@@ -142,3 +142,12 @@ def test_no_pmem_is_skipped(tmp_path):
     g.answer(r"test -d /sys/bus/nd", rc=1)
     [case] = Dax(Dax.parse_options({}, file="j", where="w")).run(ctx(g, tmp_path))
     assert case.status is Status.SKIPPED and "CONFIG_ACPI_NFIT" in case.message
+
+
+def test_a_namespace_too_small_for_xfs_is_skipped_with_mkfs_first_line(tmp_path):
+    g = fake()
+    g.answer(r"mkfs.xfs", rc=1, stderr="Filesystem must be larger than 300MB.\nUsage: mkfs.xfs\n")
+    [case] = Dax(Dax.parse_options({"filesystems": ["xfs"]}, file="j", where="w")).run(
+        ctx(g, tmp_path))
+    assert case.status is Status.SKIPPED
+    assert case.message.endswith("failed: Filesystem must be larger than 300MB.")
