@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import CommandTimeout
-from ..guest.base import Guest
+from ..guest.base import Guest, GuestUnreachable
 from ..proc import Result
 from .. import hang
 
@@ -53,6 +53,11 @@ class LoggedGuest(Guest):
             raise
         out = r.stdout + (f"--- stderr ---\n{r.stderr}" if r.stderr else "")
         self._record(cmd, f"[exit {r.returncode}, {r.duration:.1f}s]\n{out}".rstrip())
+        if r.returncode == -1 and not self.inner.alive(timeout=10):
+            # the channel closed without an exit status and the guest is gone
+            # (a panic, say): the runner looks at the console
+            raise GuestUnreachable(f"the guest stopped answering while running {cmd!r} "
+                                   "(no exit status)")
         return r
 
     def put(self, local, remote, mode=None):

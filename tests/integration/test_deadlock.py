@@ -80,3 +80,19 @@ def test_frozen_fs_is_a_deadlock_then_thaw_and_slow_is_a_timeout(image, tmp_path
     assert slow["status"] == "failed" and slow["kind"] == "timeout", slow["message"]
     assert "not stuck" in slow["message"]
     assert elapsed < 240
+
+
+def test_a_panic_is_a_panic_with_its_report(image, tmp_path):
+    job = {"name": "panic", "kernel": "distro", "image": "debian-bookworm",
+           "machine": {"memory_mb": 1024, "nvme_mb": 0, "pmem_mb": 0},
+           "workloads": [{"shell": {"case": "crash", "command": "echo c > /proc/sysrq-trigger"}},
+                         {"shell": {"case": "after", "command": "true"}}]}
+    path = tmp_path / "panic.yaml"
+    path.write_text(yaml.safe_dump(job))
+    assert run_job(load_job(path), tmp_path / "run") == 1
+    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+    cases = [c for s in summary["suites"] for c in s["cases"]]
+    kinds = {c["kind"] for c in cases if c["status"] == "failed"}
+    assert kinds == {"panic"}
+    assert any("sysrq triggered crash" in c["name"] for c in cases)
+    assert not any(c["name"] == "after" and c["status"] == "passed" for c in cases)

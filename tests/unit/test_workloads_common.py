@@ -154,3 +154,15 @@ def test_pinstress_builds_static_and_runs_on_the_host(tmp_path, monkeypatch):
     assert r.returncode == 0 and res["ok"] and res["fsyncs"] > 0
     r = subprocess.run([exe, "dax", "--bogus"], capture_output=True, text=True, timeout=60)
     assert r.returncode == 64 and "unknown" in r.stderr
+
+
+def test_a_lost_channel_on_a_dead_guest_is_unreachable(tmp_path):
+    from lab.guest.base import GuestUnreachable
+    g = FakeGuest()
+
+    def crash(cmd):
+        g.up = False
+        return Result(("sh",), -1, "", "", 0.1)
+    g.answers.append((__import__("re").compile("sysrq-trigger"), crash))
+    with pytest.raises(GuestUnreachable, match="no exit status"):
+        LoggedGuest(g, tmp_path).run("echo c > /proc/sysrq-trigger", timeout=5)
