@@ -96,3 +96,12 @@ def test_a_panic_is_a_panic_with_its_report(image, tmp_path):
     assert kinds == {"panic"}
     assert any("sysrq triggered crash" in c["name"] for c in cases)
     assert not any(c["name"] == "after" and c["status"] == "passed" for c in cases)
+
+
+def test_evidence_through_the_serial_console(shared_guest):
+    """The path taken when SSH is dead: break + sysrq keys on the serial socket."""
+    from lab import hang
+    text = hang.collect_serial(shared_guest, interval=1.0)
+    assert "sysrq: Show Blocked State" in text
+    assert "sysrq: Show backtrace of all active CPUs" in text
+    assert shared_guest.guest.alive(timeout=15)
