@@ -254,17 +254,16 @@ def _console_from(machine, offset: int) -> str:
         return ""
 
 
-def run_watched(guest, machine, cmd: str, *, timeout: float, grace: float | None = None,
+def run_watched(guest, machine, cmd: str, *, timeout: float, grace: float = 5.0,
                 poll: float = 1.0):
     """`guest.run(cmd, timeout=timeout)`, but raise HungTaskDetected once the
     console shows a new hung-task report and the command has still not
-    finished `grace` seconds later (default: the guest's hung-task timeout,
-    at least 5 s). Without a machine (unit tests) it is plain `guest.run`."""
+    finished `grace` seconds later. (A report already means a task was not
+    scheduled for the whole hung-task timeout; the detector checks once per
+    timeout, so a deadlock is reported 1-2 timeouts + grace + the
+    investigation after it began.) Without a machine it is plain `guest.run`."""
     if machine is None or not getattr(machine, "console_log", None):
         return guest.run(cmd, timeout=timeout)
-    if grace is None:
-        grace = max(5.0, float(getattr(getattr(machine, "cfg", None), "hung_task_timeout", 0)
-                               or 0))
     offset = machine.console_size()
     known = hung_pids(_console_from(machine, 0))
     box: dict = {}
@@ -355,6 +354,13 @@ def tag(exc: CommandTimeout, case_name: str) -> CommandTimeout:
     return exc
 
 
+def _try_ssh(guest, cursor, save):
+    try:
+        return collect_ssh(guest, cursor, save=save)
+    except Exception:  # noqa: BLE001 - SSH died meanwhile: use the serial console
+        return None
+
+
 def investigate(ctx, exc: CommandTimeout, cursor: int, case_name: str) -> CaseResult:
     """Collect evidence before teardown and classify a workload that ran past
     its timeout (or that `run_watched` stopped): deadlock, timeout or panic.
@@ -369,9 +375,9 @@ def investigate(ctx, exc: CommandTimeout, cursor: int, case_name: str) -> CaseRe
         via = "console log (qemu has exited)"
         evidence = machine.console_text()
         dead = True
-    elif guest.alive(timeout=15):
+    elif guest.alive(timeout=15) and (ssh := _try_ssh(guest, cursor, ctx.save)):
         via = "ssh"
-        evidence, snap_a, snap_b = collect_ssh(guest, cursor, save=ctx.save)
+        evidence, snap_a, snap_b = ssh
     elif machine is not None:
         via = "serial console (sysrq via break)"
         evidence = collect_serial(machine)
