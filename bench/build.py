@@ -8,11 +8,12 @@ same run:
     one patch    lab: a series changing mm/gup.c       raw: git apply + make all
 
 Raw runs use the same compiler command (ccache on, unless --no-ccache) and -j.
-The one-patch change adds a uniquely named symbol to mm/gup.c, so neither side
+No-op and one-patch run --repeat rounds, alternating which side goes first,
+and report medians. The one-patch change adds a uniquely named symbol to mm/gup.c, so neither side
 gets a ccache hit for it. Not run in CI: a cold build takes ~15 min on 2 cores.
 
     python3 bench/build.py [--tree PATH | --linux-source] [--fragment F ...]
-                           [--skip-cold] [--no-ccache] [--json FILE]
+                           [--skip-cold] [--no-ccache] [--repeat N] [--json FILE]
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import argparse
 import json
 import os
 import shutil
+import statistics
 import sys
 import tempfile
 import time
@@ -58,6 +60,20 @@ def gup_patch(repo: Path, base: str, out: Path, tag: str) -> Path:
     return out
 
 
+def alternate(a, b, n: int) -> tuple[list[float], list[float]]:
+    """Run a and b n times each, swapping who goes first every round."""
+    ra, rb = [], []
+    for i in range(n):
+        if i % 2 == 0:
+            ra.append(a())
+            rb.append(b())
+        else:
+            rb.append(b())
+            ra.append(a())
+        print(f"  round {i + 1}: lab {ra[-1]:.2f} s, raw {rb[-1]:.2f} s", flush=True)
+    return ra, rb
+
+
 def artifact_dir_of(spec: BuildSpec) -> Path:
     o = build_kernel(spec, progress=False)
     if o.exit_code:
@@ -73,6 +89,7 @@ def main(argv=None) -> int:
     ap.add_argument("--fragment", action="append")
     ap.add_argument("--skip-cold", action="store_true")
     ap.add_argument("--no-ccache", action="store_true")
+    ap.add_argument("--repeat", type=int, default=3, help="rounds per comparison (median)")
     ap.add_argument("--json", type=Path)
     args = ap.parse_args(argv)
     if args.no_ccache:
@@ -88,8 +105,8 @@ def main(argv=None) -> int:
     results: dict[str, dict[str, float]] = {}
 
     def report(name: str, lab_s: float, raw_s: float | None) -> None:
-        results[name] = {"lab_s": round(lab_s, 2)}
-        line = f"{name:12s} lab {lab_s:8.2f} s"
+        results[name] = {"lab_s": round(lab_s, 3)}
+        line = f"{name:12s} lab {lab_s:8.3f} s"
         if raw_s is not None:
             results[name].update(raw_s=round(raw_s, 2), ratio=round(lab_s / raw_s, 3))
             line += f"   raw make {raw_s:8.2f} s   ratio {lab_s / raw_s:5.2f}"
@@ -116,35 +133,61 @@ def main(argv=None) -> int:
         artifact_dir_of(spec)   # make sure the base build exists
 
     # cache hit
-    lab_s, _ = timed(artifact_dir_of, spec)
-    report("cache-hit", lab_s, None)
+    hits = [timed(artifact_dir_of, spec)[0] for _ in range(args.repeat)]
+    report("cache-hit", statistics.median(hits), None)
 
-    # no-op: artifact gone, build dir up to date
-    shutil.rmtree(adir, ignore_errors=True)
-    lab_s, _ = timed(artifact_dir_of, spec)
     k = KBuild(tree.repo, bdir, cc=cc)
-    with ksource.tree_lock(tree.tree_id):
-        ksource.checkout(tree.repo, tree.base)
-        raw_s, _ = timed(k.run, "all")
-    report("no-op", lab_s, raw_s)
 
-    # one patch to mm/gup.c: lab applies the series and builds incrementally;
-    # raw applies the same kind of change with git apply and runs make
-    with tempfile.TemporaryDirectory(prefix="lab-bench-") as td:
-        tag = str(time.time_ns())
-        p_lab = gup_patch(tree.repo, tree.base, Path(td) / "lab.patch", "lab" + tag)
-        p_raw = gup_patch(tree.repo, tree.base, Path(td) / "raw.patch", "raw" + tag)
-        lab_s, _ = timed(artifact_dir_of, BuildSpec(tree=args.tree, linux_source=args.tree is None,
-                                                    series=(str(p_lab),), fragments=frags))
+    def to_base() -> None:
+        """The tree at base and the build dir up to date with it (not timed)."""
         with ksource.tree_lock(tree.tree_id):
             ksource.checkout(tree.repo, tree.base)
-            k.run("all")                                   # back to base (not timed)
-            ksource.git(tree.repo, "apply", str(p_raw))
-            raw_s, r = timed(k.run, "all")
+            if not k.run("all").ok:
+                raise SystemExit("make failed at base")
+
+    # no-op: artifact gone, build dir up to date; lab and raw alternate who goes
+    # first (the machine's page cache and load favour the second)
+    def lab_noop() -> float:
+        shutil.rmtree(adir, ignore_errors=True)
+        return timed(artifact_dir_of, spec)[0]
+
+    def raw_noop() -> float:
+        with ksource.tree_lock(tree.tree_id):
+            ksource.checkout(tree.repo, tree.base)
+            return timed(k.run, "all")[0]
+
+    to_base()
+    labs, raws = alternate(lab_noop, raw_noop, args.repeat)
+    report("no-op", statistics.median(labs), statistics.median(raws))
+
+    # one patch to mm/gup.c: lab applies a series and builds incrementally; raw
+    # applies the same kind of change with git apply and runs make. Both start
+    # from the tree at base with an up-to-date build dir.
+    td = Path(tempfile.mkdtemp(prefix="lab-bench-"))
+
+    def lab_patch() -> float:
+        to_base()
+        p = gup_patch(tree.repo, tree.base, td / "lab.patch", f"lab{time.time_ns()}")
+        return timed(artifact_dir_of, BuildSpec(tree=args.tree, linux_source=args.tree is None,
+                                                series=(str(p),), fragments=frags))[0]
+
+    def raw_patch() -> float:
+        to_base()
+        p = gup_patch(tree.repo, tree.base, td / "raw.patch", f"raw{time.time_ns()}")
+        with ksource.tree_lock(tree.tree_id):
+            ksource.git(tree.repo, "apply", str(p))
+            secs, r = timed(k.run, "all")
             ksource.git(tree.repo, "checkout", "--force", "--quiet", "--detach", tree.base)
-            if not r.ok:
-                raise SystemExit(f"raw make failed:\n{r.tail()}")
-        report("one-patch", lab_s, raw_s)
+        if not r.ok:
+            raise SystemExit(f"raw make failed:\n{r.tail()}")
+        return secs
+
+    try:
+        labs, raws = alternate(lab_patch, raw_patch, args.repeat)
+    finally:
+        shutil.rmtree(td, ignore_errors=True)
+    report("one-patch", statistics.median(labs), statistics.median(raws))
+    to_base()
 
     if args.json:
         args.json.write_text(json.dumps(results, indent=2) + "\n")

@@ -11,6 +11,7 @@
 from __future__ import annotations
 
 import shlex
+from contextlib import contextmanager
 import shutil
 import time
 from dataclasses import dataclass, field
@@ -123,6 +124,16 @@ def _build_locked(spec, tree, series, fragments, compiler, cc, config_hash, key,
     meta_path = adir / "metadata.json"
     b.write_json(meta_path, meta)
     cases: list[CaseResult] = []
+    steps: dict[str, float] = {}
+    meta["step_seconds"] = steps
+
+    @contextmanager
+    def timed(name: str):
+        t = time.monotonic()
+        try:
+            yield
+        finally:
+            steps[name] = round(time.monotonic() - t, 2)
 
     def finish(state: str, exit_code: int, artifact: KernelArtifact | None = None,
                **extra) -> BuildOutcome:
@@ -131,8 +142,10 @@ def _build_locked(spec, tree, series, fragments, compiler, cc, config_hash, key,
         return BuildOutcome(artifact, cases, exit_code, adir, bdir)
 
     try:
-        ksource.prepare(tree)
-        apply_case, commit = kseries.apply_series(tree.repo, tree.base, series)
+        with timed("prepare"):
+            ksource.prepare(tree)
+        with timed("apply"):
+            apply_case, commit = kseries.apply_series(tree.repo, tree.base, series)
         cases.append(apply_case)
         if apply_case.status is not Status.PASSED:
             cases.append(CaseResult("build", Status.SKIPPED, classname="kernel",
@@ -143,10 +156,12 @@ def _build_locked(spec, tree, series, fragments, compiler, cc, config_hash, key,
         start = time.monotonic()
         log = adir / "build.log"
         log.write_text("")
-        cfg = kconfig.make_config(kb, fragments, log=log)
+        with timed("config"):
+            cfg = kconfig.make_config(kb, fragments, log=log)
         meta["config_sha256"] = cfg.sha
-        made = b.run_make(kb, tree_id=tree.tree_id, log=log, progress=progress,
-                          title=f"building {tree.tree_id}")
+        with timed("make"):
+            made = b.run_make(kb, tree_id=tree.tree_id, log=log, progress=progress,
+                              title=f"building {tree.tree_id}")
         commands = [f"git -C {shlex.quote(str(tree.repo))} checkout --detach {commit}",
                     *[b.shell_line(kb.argv(t, parallel=False)) for t in kconfig.BASE_TARGETS],
                     f"# merge kernels/fragments ({', '.join(f.name for f in fragments)}) "
@@ -162,16 +177,20 @@ def _build_locked(spec, tree, series, fragments, compiler, cc, config_hash, key,
                                                          "log": str(log)}))
             return finish(b.STATE_FAILED, EXIT_TESTS_FAILED, errors=made.errors,
                           make_seconds=round(made.seconds, 1))
-        release = kb.release()
+        with timed("kernelrelease"):
+            release = kb.release()
         meta["release"] = release
-        b.copy_outputs(kb, adir)
-        r, cmd = b.install_modules(kb, adir, log)
+        with timed("copy"):
+            b.copy_outputs(kb, adir)
+        with timed("modules_install"):
+            r, cmd = b.install_modules(kb, adir, log)
         commands.append(cmd)
         if r is not None and not r.ok:
             cases.append(_case("build", Status.FAILED, start, message="modules_install failed",
                                details=r.tail(30), kind="build"))
             return finish(b.STATE_FAILED, EXIT_TESTS_FAILED)
-        gup, gr, gcmd = b.build_gup_test(kb, log)
+        with timed("gup_test"):
+            gup, gr, gcmd = b.build_gup_test(kb, log)
         if gcmd:
             commands.append(gcmd)
         if gup is not None:
