@@ -167,7 +167,8 @@ def _tune(repo: Path) -> None:
 
 # --- Debian's linux-source tarball ----------------------------------------
 
-def find_linux_source(directory: Path = LINUX_SOURCE_DIR) -> Path:
+def find_linux_source(directory: Path | None = None) -> Path:
+    directory = directory or LINUX_SOURCE_DIR
     found = sorted(directory.glob(LINUX_SOURCE_GLOB),
                    key=lambda p: [int(x) if x.isdigit() else x
                                   for x in re.split(r"[.-]", p.name)])
