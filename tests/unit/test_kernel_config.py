@@ -18,7 +18,8 @@ FAKE = Path(__file__).parent / "data" / "fakekernel"
 
 
 def frag(text: str, name: str = "t") -> kc.Fragment:
-    return kc.Fragment(name, Path(f"{name}.config"), text, kc.parse_fragment(text, f"{name}.config"))
+    file = f"{name}.config"
+    return kc.Fragment(name, Path(file), text, kc.parse_fragment(text, file))
 
 
 def test_parse_fragment_values_and_comments():
