@@ -27,7 +27,6 @@ import re
 import threading
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
 
 from .errors import CommandTimeout
 from .results import CaseResult, Status

@@ -5,7 +5,6 @@ the registry's bad-input messages and the statically built helper."""
 import json
 import shutil
 import subprocess
-from pathlib import Path
 
 import pytest
 

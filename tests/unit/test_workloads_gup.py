@@ -1,7 +1,6 @@
 """gup_test: command lines per variant and backing, verdicts from exit status
 and output, and the skips (no CONFIG_GUP_TEST, no binary)."""
 
-from pathlib import Path
 
 from lab.guest.fake import FakeGuest
 from lab.kernel.artifact import KernelArtifact
