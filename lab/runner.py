@@ -129,8 +129,11 @@ def _run(job: Job, out: Path, store: RunStore, suite) -> None:
         seen: set[str] = set()
         store.add(suite, *checks.findings_cases(machine.console_text(), "boot", seen))
         for i, entry in enumerate(job.workloads):
-            alive = _run_workload(i, entry, machine, kernel, out, store, suite, seen)
-            if not alive:
+            if not _run_workload(i, entry, machine, kernel, out, store, suite, seen):
+                store.add(suite, *[
+                    CaseResult(later.name, Status.SKIPPED, classname=later.name,
+                               message=f"not run: the guest died during {entry.name}")
+                    for later in job.workloads[i + 1:]])
                 break
     finally:
         machine.stop()

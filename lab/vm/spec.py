@@ -59,7 +59,10 @@ def kernel_cmdline(*, hung_task_timeout: int = 0, extra: str = "") -> str:
              "sysrq_always_enabled", "printk.time=1", "net.ifnames=0",
              "random.trust_cpu=on", "tsc=reliable", "no_timer_check"]
     if hung_task_timeout:
+        # the detector scans once per interval (default: once per timeout),
+        # so check often enough that a report follows within a few seconds
         parts += [f"sysctl.kernel.hung_task_timeout_secs={hung_task_timeout}",
+                  f"sysctl.kernel.hung_task_check_interval_secs={min(5, hung_task_timeout)}",
                   "sysctl.kernel.hung_task_warnings=-1"]
     if extra:
         parts.append(extra)
