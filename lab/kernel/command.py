@@ -30,13 +30,7 @@ def register(subparsers) -> None:
         description="Build the kernel, boot it and run the default workload job "
                     f"({' or '.join(DEFAULT_JOBS)}) with it; JUnit includes the apply and "
                     "build cases.")
-    t.add_argument("--tree", required=True, type=Path, help="kernel git repository")
-    t.add_argument("--ref", help="branch, tag or commit (default HEAD)")
-    t.add_argument("--series", required=True, action="append", metavar="S",
-                   help="mbox, directory of patches, patch file or git range A..B "
-                        "(repeat for a list of patch files)")
-    t.add_argument("--fragment", action="append", metavar="F",
-                   help=f"config fragment (default: {' '.join(DEFAULT_FRAGMENTS)})")
+    _source_args(t)
     t.add_argument("--job", type=Path, help="workload job file (default: "
                    f"{' if it exists, else '.join(DEFAULT_JOBS)})")
     t.add_argument("-o", "--out", type=Path, help="results directory (default runs/<id>)")
@@ -103,6 +97,10 @@ def test_patch_handler(args) -> int:
     from ..runner import log, new_run_dir, run_job
     from .api import build_kernel
     spec = spec_from_args(args)
+    if not spec.series:
+        raise UserError("test-patch needs the patches to test: --series S (an mbox, a "
+                        "directory of patches, patch files or a git range A..B)",
+                        field="--series")
     job_path = args.job or default_job()
     job = load_job(job_path)          # bad job files fail before the long build
     outcome = build_kernel(spec, progress=not args.no_progress)

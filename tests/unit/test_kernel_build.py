@@ -280,3 +280,9 @@ def test_test_patch_failure_writes_junit_without_booting(tree, fragment, tmp_pat
     assert fake_job == []
     junit = (tmp_path / "out" / "junit.xml").read_text()
     assert 'name="apply"' in junit and 'name="build"' in junit and "error: nope" in junit
+
+
+def test_test_patch_needs_a_series(tree, fake_job):
+    args = parse(["test-patch", "--tree", str(tree), "--job", "t.yaml", "--no-progress"])
+    with pytest.raises(UserError, match="--series"):
+        args.func(args)
