@@ -92,7 +92,8 @@ def build_kernel(spec: BuildSpec, *, progress: bool = True) -> BuildOutcome:
             CaseResult("build", Status.PASSED, classname="kernel",
                        message=f"cached: {meta.get('release', hit.release)}",
                        properties={"artifact": str(adir), "cached": "true"})],
-            EXIT_OK, adir, Path(meta.get("build_dir", "")) or None, cached=True)
+            EXIT_OK, adir, Path(meta["build_dir"]) if meta.get("build_dir") else None,
+            cached=True)
 
     with ksource.tree_lock(tree.tree_id):
         return _build_locked(spec, tree, series, fragments, compiler, cc, config_hash, key,
