@@ -322,7 +322,7 @@ def apply_series(repo: Path, base: str, series: Series | None) -> tuple[CaseResu
         source.git(repo, "clean", "-fdxq", check=False)
     props["failed_patch"] = failed.label
     details = (f"{failed.label} ({failed.origin}) does not apply to {base[:12]}\n\n"
-               f"failed hunks:\n{hunks}\n\ngit am said:\n{am_out}")
+               f"failed hunks:\n{hunks}\n\ngit am said:\n{_am_report(am_out)}")
     return CaseResult(name, Status.FAILED, time.monotonic() - start, classname="kernel",
                       message=f"patch {idx + 1}/{len(series.patches)} does not apply: "
                               f"{failed.label}",
@@ -330,6 +330,23 @@ def apply_series(repo: Path, base: str, series: Series | None) -> tuple[CaseResu
 
 
 def _hunk_report(text: str) -> str:
-    keep = [line for line in text.splitlines()
-            if re.match(r"(Checking patch|Applying patch|Rejected hunk|Hunk #|error:)", line)]
+    """git apply --reject --verbose output -> which hunks failed and the
+    context git searched for."""
+    keep, searching = [], False
+    for line in text.splitlines():
+        if line.startswith("error: while searching for:"):
+            searching = True
+            keep.append(line)
+            continue
+        if re.match(r"(Checking patch|Applying patch|Rejected hunk|Hunk #|error:)", line):
+            searching = False
+            keep.append(line)
+        elif searching:
+            keep.append("    | " + line)
     return "\n".join("  " + line for line in keep) or "  (git apply gave no hunk details)"
+
+
+def _am_report(text: str) -> str:
+    noise = ("When you have resolved", "If you prefer to skip", "To restore the original",
+             "hint:")
+    return "\n".join(line for line in text.splitlines() if not line.startswith(noise))
