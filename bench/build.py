@@ -30,11 +30,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from lab.kernel import build as kb          # noqa: E402
-from lab.kernel import config as kconfig    # noqa: E402
 from lab.kernel import source as ksource    # noqa: E402
-from lab.kernel.api import build_kernel, resolve_source   # noqa: E402
-from lab.kernel.kbuild import KBuild, compiler_version, default_cc   # noqa: E402
+from lab.kernel.api import build_kernel, plan   # noqa: E402
+from lab.kernel.kbuild import KBuild   # noqa: E402
 from lab.kernel.spec import DEFAULT_FRAGMENTS, BuildSpec  # noqa: E402
 
 
@@ -96,12 +94,8 @@ def main(argv=None) -> int:
         os.environ["CCACHE_DISABLE"] = "1"
     frags = tuple(args.fragment) if args.fragment else DEFAULT_FRAGMENTS
     spec = BuildSpec(tree=args.tree, linux_source=args.tree is None, fragments=frags)
-    tree = resolve_source(spec)
-    fragments = kconfig.load_fragments(frags)
-    bdir = kb.build_dir(tree.tree_id, kconfig.fragments_hash(fragments))
-    cc = default_cc()
-    key = kb.artifact_key(tree.base, "", kconfig.fragments_hash(fragments), compiler_version(cc))
-    adir = kb.artifacts_root() / key
+    p = plan(spec)
+    tree, bdir, adir, cc = p.tree, p.build_dir, p.artifact_dir, p.cc
     results: dict[str, dict[str, float]] = {}
 
     def report(name: str, lab_s: float, raw_s: float | None) -> None:

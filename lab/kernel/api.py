@@ -11,9 +11,9 @@
 from __future__ import annotations
 
 import shlex
-from contextlib import contextmanager
 import shutil
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -66,49 +66,83 @@ def resolve_source(spec: BuildSpec) -> ksource.SourceTree:
     return ksource.resolve_git(spec.tree, spec.ref)
 
 
+@dataclass(frozen=True)
+class BuildPlan:
+    """Everything known before any slow step: what to build and its cache key."""
+
+    spec: BuildSpec
+    tree: ksource.SourceTree
+    series: kseries.Series | None
+    fragments: tuple[kconfig.Fragment, ...]
+    cc: str
+    compiler: str
+    config_hash: str
+    key: str
+
+    @property
+    def artifact_dir(self) -> Path:
+        return b.artifacts_root() / self.key
+
+    @property
+    def build_dir(self) -> Path:
+        return b.build_dir(self.tree.tree_id, self.config_hash)
+
+
+def plan(spec: BuildSpec) -> BuildPlan:
+    """Resolve the source, parse the series and fragments, compute the key
+    (fast: no clone, no checkout, no make)."""
+    tree = resolve_source(spec)
+    fragments = tuple(kconfig.load_fragments(spec.fragments))
+    series_repo = Path(tree.origin) if tree.kind == "git" else tree.repo
+    series = kseries.load_series(spec.series, series_repo)
+    cc = default_cc()
+    compiler = compiler_version(cc)
+    config_hash = kconfig.fragments_hash(list(fragments))
+    key = b.artifact_key(tree.base, series.hash if series else "", config_hash, compiler)
+    return BuildPlan(spec, tree, series, fragments, cc, compiler, config_hash, key)
+
+
+def _cached_outcome(p: BuildPlan) -> BuildOutcome | None:
+    adir = p.artifact_dir
+    hit = b.cached_artifact(adir)
+    if hit is None:
+        return None
+    meta = b.read_json(adir / "metadata.json")
+    series = p.series
+    return BuildOutcome(hit, [
+        CaseResult("apply", Status.PASSED, classname="kernel",
+                   message="cached: " + (f"{len(series.patches)} patch(es)" if series
+                                         else "no series"),
+                   properties={"series_hash": series.hash} if series else {}),
+        CaseResult("build", Status.PASSED, classname="kernel",
+                   message=f"cached: {meta.get('release', hit.release)}",
+                   properties={"artifact": str(adir), "cached": "true"})],
+        EXIT_OK, adir, Path(meta["build_dir"]) if meta.get("build_dir") else None,
+        cached=True)
+
+
 def build_kernel(spec: BuildSpec, *, progress: bool = True) -> BuildOutcome:
     """Build (or find in the cache) the kernel `spec` describes.
 
     Bad input raises UserError; a series that does not apply or a build that
     fails is an outcome with a FAILED case and exit code 1."""
-    tree = resolve_source(spec)
-    fragments = kconfig.load_fragments(spec.fragments)
-    series_repo = Path(tree.origin) if tree.kind == "git" else tree.repo
-    series = kseries.load_series(spec.series, series_repo)
-    cc = default_cc()
-    compiler = compiler_version(cc)
-    config_hash = kconfig.fragments_hash(fragments)
-    key = b.artifact_key(tree.base, series.hash if series else "", config_hash, compiler)
-    adir = b.artifacts_root() / key
-
-    hit = b.cached_artifact(adir)
+    p = plan(spec)
+    hit = _cached_outcome(p)
     if hit is not None:
-        meta = b.read_json(adir / "metadata.json")
-        return BuildOutcome(hit, [
-            CaseResult("apply", Status.PASSED, classname="kernel",
-                       message="cached: " + (f"{len(series.patches)} patch(es)" if series
-                                             else "no series"),
-                       properties={"series_hash": series.hash} if series else {}),
-            CaseResult("build", Status.PASSED, classname="kernel",
-                       message=f"cached: {meta.get('release', hit.release)}",
-                       properties={"artifact": str(adir), "cached": "true"})],
-            EXIT_OK, adir, Path(meta["build_dir"]) if meta.get("build_dir") else None,
-            cached=True)
-
-    with ksource.tree_lock(tree.tree_id):
-        return _build_locked(spec, tree, series, fragments, compiler, cc, config_hash, key,
-                             adir, progress)
+        return hit
+    with ksource.tree_lock(p.tree.tree_id):
+        # another lab process may have built it while we waited for the lock
+        return _cached_outcome(p) or _build_locked(p, progress)
 
 
-def _build_locked(spec, tree, series, fragments, compiler, cc, config_hash, key, adir,
-                  progress) -> BuildOutcome:
-    hit = b.cached_artifact(adir)   # another lab process may have built it meanwhile
-    if hit is not None:
-        return build_kernel(spec, progress=progress)
+def _build_locked(p: BuildPlan, progress: bool) -> BuildOutcome:
+    spec, tree, series, fragments = p.spec, p.tree, p.series, list(p.fragments)
+    compiler, cc, config_hash, key = p.compiler, p.cc, p.config_hash, p.key
+    adir = p.artifact_dir
     if adir.exists():
         shutil.rmtree(adir)
     adir.mkdir(parents=True)
-    bdir = b.build_dir(tree.tree_id, config_hash)
+    bdir = p.build_dir
     kb = KBuild(srctree=tree.repo, objtree=bdir, cc=cc)
     meta = {
         "state": b.STATE_BUILDING, "key": key, "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
