@@ -12,7 +12,7 @@ import socket
 import subprocess
 import tempfile
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from .. import proc
@@ -184,7 +184,18 @@ class Machine:
                 continue
             self.times.ssh_ready = time.monotonic()
             self.guest = g
+            self._wait_ready(deadline)
             return g
+
+    def _wait_ready(self, deadline: float) -> None:
+        """lab-init starts sshd first, then loads the remaining drivers and
+        touches /run/lab-ready: wait for that so devices are all there."""
+        budget = max(5.0, deadline - time.monotonic())
+        r = self.guest.run(f"i=0; while [ ! -e /run/lab-ready ]; do [ $i -ge {int(budget * 10)} ]"
+                           " && exit 1; sleep 0.1; i=$((i+1)); done", timeout=budget + 30)
+        if not r.ok:
+            raise BootError(f"guest answered SSH but lab-init did not finish within "
+                            f"{budget:.0f}s; console tail:\n{tail(self.console_log)}")
 
     def __enter__(self) -> "Machine":
         try:
