@@ -26,6 +26,8 @@ from . import cpio
 INITRAMFS_INIT = Path(__file__).with_name("initramfs-init.sh")
 ROOT_MODULES = ("virtio_pci", "virtio_blk", "crc32c_generic", "crc32c_intel", "ext4")
 BUSYBOX = Path("/bin/busybox")
+# with these built in (=y), the kernel mounts /dev/vda without an initramfs
+ROOT_SYMBOLS = ("VIRTIO_PCI", "VIRTIO_BLK", "EXT4_FS", "DEVTMPFS")
 
 
 def _norm(name: str) -> str:
@@ -85,8 +87,9 @@ def _read_module(path: Path) -> bytes:
 
 
 def initramfs(kernel: KernelArtifact) -> Path | None:
-    """The cached initramfs for `kernel`, or None for a kernel without modules."""
-    if kernel.modules_dir is None:
+    """The cached initramfs for `kernel`, or None when the kernel can mount the
+    root disk by itself (no modules, or its root-path drivers built in)."""
+    if kernel.modules_dir is None or all(kernel.config_has(s) == "y" for s in ROOT_SYMBOLS):
         return None
     out = cache_dir() / "kernel-assets" / _key(kernel) / "initramfs.cpio"
     if out.exists():
