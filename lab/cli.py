@@ -9,7 +9,6 @@ import argparse
 import importlib
 import signal
 import sys
-from pathlib import Path
 
 from .errors import EXIT_BAD_INPUT, EXIT_INFRA, LabError
 

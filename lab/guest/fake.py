@@ -4,7 +4,6 @@ fabric.testing): commands are answered from a table of regex -> Result."""
 from __future__ import annotations
 
 import re
-import shutil
 from pathlib import Path
 from typing import Callable
 

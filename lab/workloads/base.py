@@ -6,7 +6,7 @@ after every workload (kernel findings, pin balance) itself.
 from __future__ import annotations
 
 import abc
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, ClassVar
 

@@ -148,7 +148,6 @@ class Dax(Workload):
         return cases
 
     def _fs(self, ctx, g, fs: str, dev: str, helper: str) -> list[CaseResult]:
-        o = self.opts
         mount_case = f"dax.{fs}.mount"
         t0 = time.monotonic()
         mk = make_fs(g, fs, dev, MNT, dax=True)

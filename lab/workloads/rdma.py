@@ -128,7 +128,6 @@ class Rdma(Workload):
 
     # -- one target ---------------------------------------------------------
     def _target(self, ctx, g, target: str, helper: str | None) -> CaseResult:
-        o = self.opts
         name = f"rdma.{target}"
         dax = target.startswith("dax-")
         fs = target.split("-")[-1]

@@ -6,8 +6,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import shutil
-import subprocess
 import time
 from pathlib import Path
 
@@ -17,27 +15,10 @@ from lab.errors import UserError
 from lab.kernel import build as kb
 from lab.kernel import command, kbuild
 from lab.kernel.api import build_kernel
-from lab.kernel.source import git_env
 from lab.kernel.spec import BuildSpec
 from lab.results import Status
 
-FAKE = Path(__file__).parent / "data" / "fakekernel"
-
-
-def git(repo: Path, *args: str) -> str:
-    return subprocess.run(["git", "-C", str(repo), *args], check=True, capture_output=True,
-                          text=True, env=git_env()).stdout
-
-
-@pytest.fixture
-def tree(tmp_path, monkeypatch) -> Path:
-    monkeypatch.setenv("LAB_CACHE_DIR", str(tmp_path / "cache"))
-    t = tmp_path / "linux"
-    shutil.copytree(FAKE, t)
-    git(t, "init", "-q", "-b", "master")
-    git(t, "add", "-A")
-    git(t, "commit", "-qm", "base")
-    return t
+from .kerneltree import git
 
 
 @pytest.fixture

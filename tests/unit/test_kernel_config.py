@@ -14,7 +14,7 @@ from lab.kernel import config as kc
 from lab.kernel.kbuild import KBuild
 from lab.kernel.source import git_env
 
-FAKE = Path(__file__).parent / "data" / "fakekernel"
+from .kerneltree import FAKE
 
 
 def frag(text: str, name: str = "t") -> kc.Fragment:

@@ -4,7 +4,6 @@ duplicate patches, hashing, and applying in lab's repository."""
 from __future__ import annotations
 
 import shutil
-import subprocess
 from pathlib import Path
 
 import pytest
@@ -14,23 +13,7 @@ from lab.kernel import series as ks
 from lab.kernel import source
 from lab.results import Status
 
-FAKE = Path(__file__).parent / "data" / "fakekernel"
-
-
-def git(repo: Path, *args: str) -> str:
-    return subprocess.run(["git", "-C", str(repo), *args], check=True, capture_output=True,
-                          text=True, env=source.git_env()).stdout
-
-
-@pytest.fixture
-def tree(tmp_path, monkeypatch) -> Path:
-    monkeypatch.setenv("LAB_CACHE_DIR", str(tmp_path / "cache"))
-    t = tmp_path / "linux"
-    shutil.copytree(FAKE, t)
-    git(t, "init", "-q", "-b", "master")
-    git(t, "add", "-A")
-    git(t, "commit", "-qm", "base")
-    return t
+from .kerneltree import git
 
 
 def commit_change(t: Path, path: str, old: str, new: str, subject: str) -> None:

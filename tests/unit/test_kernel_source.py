@@ -15,7 +15,7 @@ from lab.kernel import source
 from lab.kernel.api import build_kernel
 from lab.kernel.spec import BuildSpec
 
-FAKE = Path(__file__).parent / "data" / "fakekernel"
+from .kerneltree import FAKE
 
 
 def test_drop_ignore_all():
