@@ -4,7 +4,7 @@ own time to reach init (from console timestamps), and their ratio, all
 measured in one run. Also a breakdown of the boot: firmware+decompression,
 kernel, initramfs, lab-init to sshd, SSH handshake.
 
-    python bench/boot.py [--boots N] [--skip-cold]
+    python bench/boot.py [--boots N] [--skip-cold] [--kernel distro|ARTIFACT_DIR]
 """
 
 from __future__ import annotations
@@ -70,6 +70,8 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--boots", type=int, default=3)
     ap.add_argument("--skip-cold", action="store_true", help="skip the cold image build")
+    ap.add_argument("--kernel", default="distro",
+                    help="'distro' or a `lab build` artifact directory")
     args = ap.parse_args()
     recipe = load_recipe("debian-bookworm")
     if not args.skip_cold:
@@ -84,12 +86,13 @@ def main() -> None:
     t = time.monotonic()
     image = ensure(recipe, log=lambda s: None)
     print(f"image lookup, cached:       {time.monotonic() - t:7.3f} s")
-    kernel = distro_kernel()
+    kernel = (distro_kernel() if args.kernel == "distro"
+              else KernelArtifact.from_dir(Path(args.kernel)))
     rows = []
     for i in range(args.boots):
         with tempfile.TemporaryDirectory() as d:
             rows.append(one_boot(kernel, image, Path(d)))
-    med = {k: statistics.median(r[k] for r in rows if r[k] is not None)
+    med = {k: statistics.median([r[k] for r in rows if r[k] is not None] or [0.0])
            for k in rows[0] if k != "accel"}
     print(f"kernel {kernel.release}, accelerator {rows[0]['accel']}, {len(rows)} boots, medians:")
     print(f"  boot to SSH (host wall):   {med['to_ssh']:7.2f} s")
