@@ -30,6 +30,8 @@ from .qmp import Qmp
 from .spec import MachineSpec, kernel_cmdline
 
 QEMU = "qemu-system-x86_64"
+SSHD_MARKER = b"lab-init: sshd started"   # printed by lab/image/lab-init.sh
+FALLBACK_CONNECT_AFTER = 20.0             # seconds, for images without the marker
 
 
 class BootError(InfraError):
@@ -95,6 +97,7 @@ class Machine:
         self.ssh_port = 0
         self.spec: MachineSpec | None = None
         self.qemu_version = ""
+        self._console_seen = 0
 
     # --- spec -------------------------------------------------------------
     def build_spec(self, ssh_port: int, accel: str) -> MachineSpec:
@@ -145,6 +148,7 @@ class Machine:
             argv = self.spec.argv(qemu)
             (self.workdir / "qemu.cmdline").write_text(self.spec.shell(qemu) + "\n")
             self.console_log.unlink(missing_ok=True)
+            self._console_seen = 0
             with open(self.qemu_log, "wb") as out:
                 self.times.started = time.monotonic()
                 self.proc = proc.spawn(argv, stdout=out, stderr=subprocess.STDOUT)
@@ -163,6 +167,7 @@ class Machine:
 
     def wait_for_ssh(self) -> SSHGuest:
         deadline = self.times.started + self.cfg.boot_timeout
+        next_try = self.times.started + FALLBACK_CONNECT_AFTER
         while True:
             if self.proc.poll() is not None:
                 raise BootError(f"qemu exited with code {self.proc.returncode} before the guest "
@@ -172,20 +177,39 @@ class Machine:
                 raise BootError(f"guest did not answer SSH on 127.0.0.1:{self.ssh_port} within "
                                 f"{self.cfg.boot_timeout:g}s; console tail:\n"
                                 f"{tail(self.console_log)}")
-            # Connect straight away: until sshd listens, QEMU's forwarder
-            # accepts and then drops the connection, which fails fast.
+            # Connect once lab-init says sshd is up (its marker on the console);
+            # without the marker (an image without lab-init), try every few
+            # seconds. A connect made before the guest's network is up hangs
+            # in QEMU's forwarder until the banner timeout, hence the marker.
+            marker = self._console_has(SSHD_MARKER)
+            if not marker and time.monotonic() < next_try:
+                time.sleep(0.05)
+                continue
             g = SSHGuest(self.ssh_port, self.cfg.image.ssh_key, self.cfg.image.host_key,
-                         banner_timeout=3)
+                         banner_timeout=30 if marker else 3)
             try:
                 g.connect()
             except GuestUnreachable:
                 g.close()
+                next_try = time.monotonic() + 3
                 time.sleep(0.2)
                 continue
             self.times.ssh_ready = time.monotonic()
             self.guest = g
             self._wait_ready(deadline)
             return g
+
+    def _console_has(self, marker: bytes) -> bool:
+        """Whether the console log shows `marker`, reading only what is new."""
+        start = max(0, self._console_seen - len(marker))  # a marker split across reads
+        try:
+            with open(self.console_log, "rb") as f:
+                f.seek(start)
+                chunk = f.read()
+        except OSError:
+            return False
+        self._console_seen = start + len(chunk)
+        return marker in chunk
 
     def _wait_ready(self, deadline: float) -> None:
         """lab-init starts sshd first, then loads the remaining drivers and
