@@ -40,13 +40,6 @@ class KernelSpec:
     path: Path | None = None       # artifact: the directory
     build: Any = None              # build: lab.kernel.spec.BuildSpec
 
-    def describe(self) -> str:
-        if self.kind == "distro":
-            return f"distro {self.release or '(newest)'}"
-        if self.kind == "artifact":
-            return f"artifact {self.path}"
-        return f"build {self.build}"
-
 
 @dataclass(frozen=True)
 class MachineOpts:

@@ -143,8 +143,7 @@ def _run_workload(i, entry, machine: Machine, kernel, out, store, suite, seen) -
     wl = lookup(entry.name)(entry.options)
     wdir = out / f"{i:02d}-{entry.name}"
     ctx = WorkloadContext(guest=guest, outdir=wdir, timeout=entry.timeout,
-                          kernel_release=kernel.release, machine=machine, log=log,
-                          kernel=kernel)
+                          machine=machine, log=log, kernel=kernel)
     wdir.mkdir(parents=True, exist_ok=True)
     cursor = guest.kmsg_cursor()
     pins = checks.read_pins(guest)

@@ -14,7 +14,6 @@ import hashlib
 import lzma
 import os
 import re
-import shutil
 from pathlib import Path
 
 from .. import proc
@@ -133,6 +132,3 @@ def modules_disk(kernel: KernelArtifact) -> Path | None:
     os.replace(tmp, out)
     return out
 
-
-def clear(kernel: KernelArtifact) -> None:
-    shutil.rmtree(cache_dir() / "kernel-assets" / _key(kernel), ignore_errors=True)

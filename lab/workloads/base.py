@@ -53,7 +53,6 @@ class WorkloadContext:
     guest: Guest
     outdir: Path                       # this workload's directory under runs/<id>/
     timeout: float                     # the workload's budget in seconds
-    kernel_release: str = ""
     helpers_dir: Path | None = None    # host dir with lab's compiled guest helpers
     machine: Any = None                # lab.vm.machine.Machine: QMP, console, sysrq
     log: Callable[[str], None] = print
