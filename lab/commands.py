@@ -70,8 +70,8 @@ def _dry_run(job) -> int:
     """Print the qemu argv the job would use (kernel and image must be available)."""
     from .image.build import Image, cached
     from .image.recipe import load_recipe
-    from .runner import resolve_kernel
-    from .vm.machine import BootConfig, Machine
+    from .runner import boot_config, resolve_kernel
+    from .vm.machine import Machine
     import tempfile
     if job.kernel.kind == "build":
         raise UserError("--dry-run needs a built kernel: run `lab build` first", field="kernel")
@@ -82,10 +82,7 @@ def _dry_run(job) -> int:
                                     Path("<key>"), "ssh-ed25519 AAAA", Path("."))
     m = job.machine
     with tempfile.TemporaryDirectory() as d:
-        mach = Machine(BootConfig(kernel=kernel, image=image, memory_mb=m.memory_mb,
-                                  cpus=m.cpus, nvme_mb=m.nvme_mb, pmem_mb=m.pmem_mb,
-                                  hung_task_timeout=job.hung_task_timeout,
-                                  extra_cmdline=m.cmdline), Path(d))
+        mach = Machine(boot_config(job, kernel, image), Path(d))
         spec = mach.build_spec(ssh_port=10022, accel="tcg" if m.accel == "auto" else m.accel)
         print(spec.shell())
     return 0

@@ -12,7 +12,7 @@ from pathlib import Path
 from . import checks, hang
 from .errors import CommandTimeout, InfraError, LabError
 from .guest.base import GuestUnreachable
-from .image.build import ensure as ensure_image
+from .image.build import Image, ensure as ensure_image
 from .image.recipe import load_recipe
 from .job import Job, KernelSpec
 from .kernel.artifact import KernelArtifact, distro_kernel
@@ -78,6 +78,16 @@ def run_job(job: Job, out_dir: Path | None = None,
     return code
 
 
+def boot_config(job: Job, kernel: KernelArtifact, image: Image) -> BootConfig:
+    """How the job's machine boots `kernel` with `image`."""
+    m = job.machine
+    return BootConfig(kernel=kernel, image=image, memory_mb=m.memory_mb, cpus=m.cpus,
+                      nvme_mb=m.nvme_mb, pmem_mb=m.pmem_mb,
+                      hung_task_timeout=job.hung_task_timeout, extra_cmdline=m.cmdline,
+                      boot_timeout=job.boot_timeout,
+                      accel=None if m.accel == "auto" else m.accel)
+
+
 def _run(job: Job, out: Path, store: RunStore, suite) -> None:
     kernel = resolve_kernel(job.kernel, store, suite)
     if kernel is None:
@@ -86,13 +96,7 @@ def _run(job: Job, out: Path, store: RunStore, suite) -> None:
     image = ensure_image(load_recipe(job.image), log=log)
     suite.properties.update({"kernel_release": kernel.release, "kernel": kernel.origin,
                              "image": image.name, "image_hash": image.key})
-    m = job.machine
-    cfg = BootConfig(kernel=kernel, image=image, memory_mb=m.memory_mb, cpus=m.cpus,
-                     nvme_mb=m.nvme_mb, pmem_mb=m.pmem_mb,
-                     hung_task_timeout=job.hung_task_timeout, extra_cmdline=m.cmdline,
-                     boot_timeout=job.boot_timeout,
-                     accel=None if m.accel == "auto" else m.accel)
-    machine = Machine(cfg, out, log=log)
+    machine = Machine(boot_config(job, kernel, image), out, log=log)
     log(f"booting {kernel.release} ({kernel.origin}) with image {image.name}")
     try:
         try:
