@@ -8,7 +8,7 @@ import time
 from dataclasses import dataclass
 
 from .guest.base import Guest
-from .results import CaseResult, Status
+from .results import CaseKind, CaseResult, Status
 
 PIN_KEYS = ("nr_foll_pin_acquired", "nr_foll_pin_released")
 
@@ -103,7 +103,7 @@ def pin_case(guest: Guest, before: PinCounters | None, classname: str, *,
                           output=f"FOLL_PIN pins acquired {acq}, released {rel}",
                           properties=props)
     return CaseResult(name, Status.FAILED, time.monotonic() - start, classname=classname,
-                      kind="pin-leak",
+                      kind=CaseKind.PIN_LEAK,
                       message=f"pin leak: {acq} pins acquired, {rel} released "
                               f"({acq - rel} not released) after the workload's processes exited",
                       details=f"before: {before.acquired}/{before.released}\n"

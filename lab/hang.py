@@ -29,7 +29,7 @@ import time
 from dataclasses import dataclass, field
 
 from .errors import CommandTimeout
-from .results import CaseResult, Status
+from .results import CaseKind, CaseResult, Status
 
 HUNG_REPORT = re.compile(r"INFO: task (?P<name>.+?):(?P<pid>\d+) blocked for more than "
                          r"(?P<secs>\d+) seconds")
@@ -148,7 +148,7 @@ def parse_proc_states(text: str) -> dict[int, tuple[str, int]]:
 
 @dataclass
 class Verdict:
-    kind: str                       # "deadlock" | "timeout" | "panic" | "unreachable"
+    kind: CaseKind                  # DEADLOCK | TIMEOUT | PANIC
     stuck: list[BlockedTask] = field(default_factory=list)
     progressing: list[BlockedTask] = field(default_factory=list)
     reason: str = ""
@@ -184,7 +184,7 @@ def classify(text: str, snap_a: dict[int, tuple[str, int]] | None = None,
     dumps, a panic) and, when SSH still answered, two snapshots of every task's
     state and context-switch count taken a few seconds apart (pure)."""
     if PANIC.search(text):
-        return Verdict("panic", reason="the kernel panicked")
+        return Verdict(CaseKind.PANIC, reason="the kernel panicked")
     tasks = blocked_tasks(text)
     have_snaps = snap_a is not None and snap_b is not None
     if have_snaps:
@@ -209,16 +209,16 @@ def classify(text: str, snap_a: dict[int, tuple[str, int]] | None = None,
             progressing.append(t)
     if stuck:
         sites = ", ".join(f"{t.label} in {t.wait_site}" for t in stuck[:5])
-        return Verdict("deadlock", stuck, progressing,
+        return Verdict(CaseKind.DEADLOCK, stuck, progressing,
                        f"{len(stuck)} task(s) stuck in D state: {sites}")
     if dead:
         return Verdict("unreachable", [], progressing,
                        "the guest stopped answering and showed no blocked task or panic")
     if progressing:
-        return Verdict("timeout", [], progressing,
+        return Verdict(CaseKind.TIMEOUT, [], progressing,
                        f"{len(progressing)} task(s) in D state but still scheduled: slow, "
                        "not stuck")
-    return Verdict("timeout", [], [], "no task blocked in D state: slow, not stuck")
+    return Verdict(CaseKind.TIMEOUT, [], [], "no task blocked in D state: slow, not stuck")
 
 
 def panic_report(console: str) -> str:
@@ -400,7 +400,7 @@ def investigate(ctx, exc: CommandTimeout, cursor: int, case_name: str) -> CaseRe
                   f"{exc.elapsed:.0f}s after it started")
     else:
         waited = f"workload ran past its {exc.timeout:g}s timeout"
-    if v.kind == "panic":
+    if v.kind is CaseKind.PANIC:
         details = panic_report(evidence)
     else:
         details = v.details(evidence)

@@ -16,6 +16,7 @@ the file, the field and what would be valid.
 
 from __future__ import annotations
 
+import enum
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -33,9 +34,15 @@ TIMEOUT_KEYS = ("boot", "workload")
 ACCELS = ("auto", "kvm", "tcg")
 
 
+class KernelKind(enum.StrEnum):
+    DISTRO = "distro"              # Debian's installed kernel
+    ARTIFACT = "artifact"          # a directory printed by `lab build`
+    BUILD = "build"                # built by lab from a tree + series + fragments
+
+
 @dataclass(frozen=True)
 class KernelSpec:
-    kind: str                      # "distro" | "artifact" | "build"
+    kind: KernelKind
     release: str | None = None     # distro: a specific installed release
     path: Path | None = None       # artifact: the directory
     build: Any = None              # build: lab.kernel.spec.BuildSpec
@@ -107,12 +114,12 @@ def _unknown(d: dict, valid, *, file, where: str) -> None:
 def parse_kernel(raw, *, file: str, base: Path) -> KernelSpec:
     valid = "'distro', {distro: RELEASE}, {artifact: DIR} or {build: {...}}"
     if raw == "distro":
-        return KernelSpec("distro")
+        return KernelSpec(KernelKind.DISTRO)
     if not isinstance(raw, dict) or len(raw) != 1:
         raise UserError(f"expected {valid}, got {raw!r}", file=file, field="kernel")
     (kind, val), = raw.items()
     if kind == "distro":
-        return KernelSpec("distro", release=_expect(val, str, file=file, field_name="kernel.distro"))
+        return KernelSpec(KernelKind.DISTRO, release=_expect(val, str, file=file, field_name="kernel.distro"))
     if kind == "artifact":
         p = (base / Path(_expect(val, str, file=file, field_name="kernel.artifact"))
              .expanduser())
@@ -120,10 +127,10 @@ def parse_kernel(raw, *, file: str, base: Path) -> KernelSpec:
             raise UserError(f"{p} is not a kernel artifact directory (no bzImage in it); "
                             "valid: a directory printed by `lab build`", file=file,
                             field="kernel.artifact")
-        return KernelSpec("artifact", path=p.resolve())
+        return KernelSpec(KernelKind.ARTIFACT, path=p.resolve())
     if kind == "build":
         from .kernel.spec import BuildSpec
-        return KernelSpec("build", build=BuildSpec.from_dict(
+        return KernelSpec(KernelKind.BUILD, build=BuildSpec.from_dict(
             _expect(val, dict, file=file, field_name="kernel.build"), file=file,
             field="kernel.build"))
     raise UserError(f"unknown kernel kind '{kind}'; valid: {valid}", file=file, field="kernel")

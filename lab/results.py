@@ -18,6 +18,37 @@ class Status(enum.Enum):
         return self in (Status.FAILED, Status.ERROR)
 
 
+class CaseKind(enum.StrEnum):
+    """What a failed, errored or skipped case is about. Kernel findings carry
+    lab.kernellog.Kind instead (warning, lockdep, hung-task, ...); both are
+    StrEnums, so the value is what JUnit and summary.json show."""
+
+    NONE = ""
+    BOOT = "boot"                  # the guest did not come up
+    PANIC = "panic"                # the kernel died
+    UNREACHABLE = "unreachable"    # the guest stopped answering
+    TIMEOUT = "timeout"            # slow but progressing past the budget
+    DEADLOCK = "deadlock"          # tasks blocked for good
+    LOST_WAKEUP = "lost-wakeup"    # a waiter that a signal frees, never woken
+    CORRUPTION = "corruption"      # data read back differs from what was written
+    PIN_LEAK = "pin-leak"          # FOLL_PIN acquired != released after exit
+    APPLY = "apply"                # a patch did not apply
+    BUILD = "build"                # the kernel did not build
+    INFRA = "infra"                # lab or the host could not carry out the case
+    INTERRUPTED = "interrupted"    # Ctrl-C / SIGTERM
+    NOT_RUN = "not-run"            # an earlier failure left no guest to run it on
+
+
+class RunState(enum.StrEnum):
+    """The state a run directory's summary.json records."""
+
+    RUNNING = "running"
+    FINISHED = "finished"
+    INTERRUPTED = "interrupted"
+    BAD_INPUT = "bad-input"
+    CRASHED = "crashed"
+
+
 @dataclass
 class CaseResult:
     name: str
@@ -28,12 +59,12 @@ class CaseResult:
     details: str = ""            # failure text: a kernel report, a diff, a log tail
     output: str = ""             # what the case printed (stdout of the workload)
     properties: dict[str, str] = field(default_factory=dict)
-    kind: str = ""               # e.g. "deadlock", "timeout", "panic", "warning"
+    kind: str = CaseKind.NONE    # a CaseKind, or a lab.kernellog.Kind for kernel findings
 
     def to_dict(self) -> dict:
         return {
             "name": self.name, "classname": self.classname, "status": self.status.value,
-            "duration": round(self.duration, 3), "message": self.message, "kind": self.kind,
+            "duration": round(self.duration, 3), "message": self.message, "kind": str(self.kind),
             "properties": dict(self.properties),
         }
 

@@ -14,10 +14,10 @@ from .errors import CommandTimeout, InfraError, LabError
 from .guest.base import GuestUnreachable
 from .image.build import Image, ensure as ensure_image
 from .image.recipe import load_recipe
-from .job import Job, KernelSpec
+from .job import Job, KernelKind, KernelSpec
 from .kernel.artifact import KernelArtifact, distro_kernel
 from .paths import runs_dir
-from .results import CaseResult, Status
+from .results import CaseKind, CaseResult, RunState, Status
 from .store import RunStore
 from .vm.machine import BootConfig, BootError, Machine, kernel_time_to_init
 from .workloads import lookup
@@ -38,9 +38,9 @@ def new_run_dir(name: str) -> Path:
 
 
 def resolve_kernel(spec: KernelSpec, store: RunStore, suite) -> KernelArtifact | None:
-    if spec.kind == "distro":
+    if spec.kind is KernelKind.DISTRO:
         return distro_kernel(spec.release)
-    if spec.kind == "artifact":
+    if spec.kind is KernelKind.ARTIFACT:
         return KernelArtifact.from_dir(spec.path)
     from .kernel.api import build_kernel
     outcome = build_kernel(spec.build)
@@ -61,15 +61,15 @@ def run_job(job: Job, out_dir: Path | None = None,
     try:
         _run(job, out, store, suite)
     except KeyboardInterrupt:
-        store.add(suite, CaseResult("interrupted", Status.ERROR, kind="interrupted",
+        store.add(suite, CaseResult("interrupted", Status.ERROR, kind=CaseKind.INTERRUPTED,
                                     message="run interrupted (Ctrl-C / SIGTERM)"))
-        store.finish("interrupted")
+        store.finish(RunState.INTERRUPTED)
         raise
     except LabError as e:
-        store.add(suite, CaseResult("infrastructure", Status.ERROR, kind="infra",
+        store.add(suite, CaseResult("infrastructure", Status.ERROR, kind=CaseKind.INFRA,
                                     message=str(e).splitlines()[0], details=str(e)))
         if e.exit_code == 3:
-            store.finish("bad-input")
+            store.finish(RunState.BAD_INPUT)
             raise
     code = store.finish()
     c = suite.counts()
@@ -137,8 +137,8 @@ def _run(job: Job, out: Path, store: RunStore, suite) -> None:
         machine.stop()
 
 
-def _boot_kind(console: str) -> str:
-    return "panic" if "Kernel panic" in console else "boot"
+def _boot_kind(console: str) -> CaseKind:
+    return CaseKind.PANIC if "Kernel panic" in console else CaseKind.BOOT
 
 
 def _run_workload(i, entry, machine: Machine, kernel, out, store, suite, seen) -> bool:
@@ -162,11 +162,11 @@ def _run_workload(i, entry, machine: Machine, kernel, out, store, suite, seen) -
     except GuestUnreachable as e:
         alive = False
         console = machine.console_text()
-        kind = "panic" if "Kernel panic" in console else "unreachable"
+        kind = CaseKind.PANIC if "Kernel panic" in console else CaseKind.UNREACHABLE
         cases = [CaseResult(entry.name, Status.FAILED, time.monotonic() - start, kind=kind,
                             message=f"{kind}: {e}", details=console[-20000:])]
     except InfraError as e:
-        cases = [CaseResult(entry.name, Status.ERROR, time.monotonic() - start, kind="infra",
+        cases = [CaseResult(entry.name, Status.ERROR, time.monotonic() - start, kind=CaseKind.INFRA,
                             message=str(e).splitlines()[0], details=str(e))]
     for c in cases:
         c.classname = c.classname or entry.name

@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 
 from . import junit
-from .results import CaseResult, Status, SuiteResult
+from .results import CaseResult, RunState, Status, SuiteResult
 
 
 def write_atomic(path: Path, text: str) -> None:
@@ -24,7 +24,8 @@ class RunStore:
         self.out = out
         self.out.mkdir(parents=True, exist_ok=True)
         self.suites: list[SuiteResult] = []
-        self.meta = dict(meta, started=time.strftime("%Y-%m-%dT%H:%M:%S%z"), state="running")
+        self.meta = dict(meta, started=time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+                         state=str(RunState.RUNNING))
         self.flush()
 
     def suite(self, name: str, properties: dict | None = None) -> SuiteResult:
@@ -44,8 +45,8 @@ class RunStore:
             dict(self.meta, exit_code=self.exit_code(), suites=[s.to_dict() for s in self.suites]),
             indent=1))
 
-    def finish(self, state: str = "finished") -> int:
-        self.meta["state"] = state
+    def finish(self, state: RunState = RunState.FINISHED) -> int:
+        self.meta["state"] = str(state)
         self.meta["ended"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
         self.flush()
         return self.exit_code()

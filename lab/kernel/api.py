@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import EXIT_OK, EXIT_TESTS_FAILED, LabError
-from ..results import CaseResult, Status
+from ..results import CaseKind, CaseResult, Status
 from . import build as b
 from . import config as kconfig
 from . import series as kseries
@@ -208,7 +208,7 @@ def _build_locked(p: BuildPlan, progress: bool) -> BuildOutcome:
                                message=(made.errors[0] if made.errors else "make failed")[:200],
                                details="\n".join(made.errors)
                                + f"\n\nfull log: {log}\nbuild directory kept: {bdir}",
-                               kind="build", properties={"build_dir": str(bdir),
+                               kind=CaseKind.BUILD, properties={"build_dir": str(bdir),
                                                          "log": str(log)}))
             return finish(b.STATE_FAILED, EXIT_TESTS_FAILED, errors=made.errors,
                           make_seconds=round(made.seconds, 1))
@@ -222,7 +222,7 @@ def _build_locked(p: BuildPlan, progress: bool) -> BuildOutcome:
         commands.append(cmd)
         if r is not None and not r.ok:
             cases.append(_case("build", Status.FAILED, start, message="modules_install failed",
-                               details=r.tail(30), kind="build"))
+                               details=r.tail(30), kind=CaseKind.BUILD))
             return finish(b.STATE_FAILED, EXIT_TESTS_FAILED)
         with timed("gup_test"):
             gup, gr, gcmd = b.build_gup_test(kb, log)

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import UserError
-from ..results import CaseResult, Status
+from ..results import CaseKind, CaseResult, Status
 from . import source
 
 # the "From " line git format-patch and mail archives put before each message
@@ -326,7 +326,7 @@ def apply_series(repo: Path, base: str, series: Series | None) -> tuple[CaseResu
     return CaseResult(name, Status.FAILED, time.monotonic() - start, classname="kernel",
                       message=f"patch {idx + 1}/{len(series.patches)} does not apply: "
                               f"{failed.label}",
-                      details=details, properties=props, kind="apply"), ""
+                      details=details, properties=props, kind=CaseKind.APPLY), ""
 
 
 def _hunk_report(text: str) -> str:

@@ -12,7 +12,7 @@ import time
 
 from .. import hang
 from ..errors import CommandTimeout
-from ..results import CaseResult, Status
+from ..results import CaseKind, CaseResult, Status
 from . import register
 from .base import Option, Workload, WorkloadContext
 from .common import (GUEST_DIR, NVME, GuestProc, fetch, first_line, has_dax_always,
@@ -66,14 +66,14 @@ def judge(name: str, res: dict | None, *, rc: int | None, duration: float,
                f"{t['max_punch_ms']} ms); {pin_note}; final read-back "
                f"{'ok' if fin['first_bad_offset'] < 0 and fin['punch_ok'] else 'BAD'}")
     if t["stuck"]:
-        return CaseResult(name, Status.FAILED, duration, kind="deadlock", output=summary,
+        return CaseResult(name, Status.FAILED, duration, kind=CaseKind.DEADLOCK, output=summary,
                           message=f"a truncate/punch did not complete in {t['longest_op_s']}s "
                                   "while pages of the file were pinned", properties=props)
     if t.get("lost_wakeups"):
         stack = t.get("slow_op_stack", "")
         site = stack.split("]", 1)[1].split("+", 1)[0].strip() if "]" in stack else "?"
         props["wait_site"] = site
-        return CaseResult(name, Status.FAILED, duration, kind="lost-wakeup", output=summary,
+        return CaseResult(name, Status.FAILED, duration, kind=CaseKind.LOST_WAKEUP, output=summary,
                           message=f"a truncate/punch stayed blocked in {site} for "
                                   f"{t['longest_op_s']}s after every page reference had been "
                                   "dropped, and completed at once when a signal restarted it: "
@@ -82,7 +82,7 @@ def judge(name: str, res: dict | None, *, rc: int | None, duration: float,
                                   "of the file was referenced any more):\n" + stack,
                           properties=props)
     if t["blocked_by_registered_mapping_s"]:
-        return CaseResult(name, Status.FAILED, duration, kind="deadlock", output=summary,
+        return CaseResult(name, Status.FAILED, duration, kind=CaseKind.DEADLOCK, output=summary,
                           message=f"truncate blocked {t['blocked_by_registered_mapping_s']}s "
                                   "behind the io_uring registration of the fsdax mapping (it "
                                   "completed only once the buffers were unregistered)",
@@ -91,7 +91,7 @@ def judge(name: str, res: dict | None, *, rc: int | None, duration: float,
     if bad or fin["first_bad_offset"] >= 0 or not fin["punch_ok"]:
         where = (d["first_bad_offset"] if d["mismatches"] else u["first_bad_offset"]
                  if u["mismatches"] else fin["first_bad_offset"])
-        return CaseResult(name, Status.FAILED, duration, kind="corruption", output=summary,
+        return CaseResult(name, Status.FAILED, duration, kind=CaseKind.CORRUPTION, output=summary,
                           message=f"data read back does not match: {bad} mismatching chunk(s) "
                                   f"under stress, final read-back first bad offset {where}, "
                                   f"punched range zero: {fin['punch_ok']}", properties=props)
@@ -203,11 +203,11 @@ class Dax(Workload):
         if not finished:
             case = judge(name, None, rc=None, duration=duration, stderr=err)
             case.message = f"pinstress did not finish within {budget}s"
-            case.kind = "timeout"
+            case.kind = CaseKind.TIMEOUT
         else:
             case = judge(name, res, rc=p.returncode(), duration=duration, stderr=err)
         case.properties["command"] = shlex.join(argv)
-        if case.kind == "deadlock":
+        if case.kind is CaseKind.DEADLOCK:
             text, a, b = hang.collect_ssh(g.inner, g.kmsg_cursor())
             v = hang.classify(text, a, b)
             case.details = v.details(text)

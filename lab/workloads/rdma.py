@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 from .. import hang
 from ..errors import CommandTimeout
-from ..results import CaseResult, Status
+from ..results import CaseKind, CaseResult, Status
 from . import register
 from .base import Option, Workload, WorkloadContext
 from .common import (GUEST_DIR, NVME, GuestProc, fetch, first_line, has_dax_always,
@@ -228,7 +228,7 @@ class Rdma(Workload):
         if truncate_note:
             summary += "; " + truncate_note
         if not done:
-            return CaseResult(name, Status.FAILED, elapsed, kind="timeout", output=summary,
+            return CaseResult(name, Status.FAILED, elapsed, kind=CaseKind.TIMEOUT, output=summary,
                               message=f"ib_write_bw did not finish within {dur + 90}s",
                               details=everything[-4000:], properties=props)
         if crc != 0 or src != 0 or res is None or res.bw_avg_mbs <= 0:
@@ -266,7 +266,7 @@ class Rdma(Workload):
         text, a, b = hang.collect_ssh(g.inner, g.kmsg_cursor())
         v = hang.classify(text, a, b)
         return CaseResult(name, Status.FAILED,
-                          o["truncate_timeout"], kind="deadlock",
+                          o["truncate_timeout"], kind=CaseKind.DEADLOCK,
                           message=f"truncate of the fsdax MR file did not complete within "
                                   f"{o['truncate_timeout']:g}s while the MR was registered"
                                   f" ({v.reason})",

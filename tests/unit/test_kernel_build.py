@@ -13,7 +13,8 @@ import pytest
 
 from lab.errors import UserError
 from lab.kernel import build as kb
-from lab.kernel import command, kbuild
+from lab.cli import kernel as command
+from lab.kernel import kbuild
 from lab.kernel.api import build_kernel
 from lab.kernel.spec import BuildSpec
 from lab.results import Status

@@ -11,7 +11,7 @@ import pytest
 
 from lab.errors import UserError
 from lab.kernellog import Finding, Kind, parse, parse_file
-from lab.kernellog.command import handler, register
+from lab.cli.dmesg import handler, register
 from lab.kernellog.console import split_line
 from lab.kernellog.parser import Scanner, merge
 

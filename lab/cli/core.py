@@ -8,7 +8,7 @@ import sys
 import time
 from pathlib import Path
 
-from .errors import UserError
+from ..errors import UserError
 
 
 def register(sub) -> None:
@@ -46,7 +46,7 @@ def register(sub) -> None:
 
 
 def parse_kernel_arg(value: str):
-    from .kernel.artifact import KernelArtifact, distro_kernel
+    from ..kernel.artifact import KernelArtifact, distro_kernel
     if value == "distro":
         return distro_kernel()
     if value.startswith("distro:"):
@@ -58,22 +58,23 @@ def parse_kernel_arg(value: str):
 
 
 def cmd_run(args) -> int:
-    from .job import load_job
+    from ..job import load_job
     job = load_job(args.job)
     if args.dry_run:
         return _dry_run(job)
-    from .runner import run_job
+    from ..runner import run_job
     return run_job(job, Path(args.output) if args.output else None)
 
 
 def _dry_run(job) -> int:
     """Print the qemu argv the job would use (kernel and image must be available)."""
-    from .image.build import Image, cached
-    from .image.recipe import load_recipe
-    from .runner import boot_config, resolve_kernel
-    from .vm.machine import Machine
+    from ..image.build import Image, cached
+    from ..image.recipe import load_recipe
+    from ..job import KernelKind
+    from ..runner import boot_config, resolve_kernel
+    from ..vm.machine import Machine
     import tempfile
-    if job.kernel.kind == "build":
+    if job.kernel.kind is KernelKind.BUILD:
         raise UserError("--dry-run needs a built kernel: run `lab build` first", field="kernel")
     kernel = resolve_kernel(job.kernel, None, None)
     recipe = load_recipe(job.image)
@@ -89,9 +90,9 @@ def _dry_run(job) -> int:
 
 
 def cmd_boot(args) -> int:
-    from .image.build import ensure
-    from .image.recipe import load_recipe
-    from .vm.machine import BootConfig, Machine
+    from ..image.build import ensure
+    from ..image.recipe import load_recipe
+    from ..vm.machine import BootConfig, Machine
     cmd = args.cmd[1:] if args.cmd[:1] == ["--"] else args.cmd
     if not cmd and not args.shell and not args.dry_run:
         raise UserError("give --shell or -- CMD...", field="lab boot")
@@ -123,8 +124,8 @@ def cmd_boot(args) -> int:
 
 
 def cmd_image_build(args) -> int:
-    from .image.build import cached, ensure
-    from .image.recipe import load_recipe
+    from ..image.build import cached, ensure
+    from ..image.recipe import load_recipe
     recipe = load_recipe(args.name, field="name")
     t = time.monotonic()
     hit = None if args.force else cached(recipe)
@@ -137,5 +138,5 @@ def cmd_image_build(args) -> int:
 
 
 def cmd_doctor(args) -> int:
-    from .doctor import report
+    from ..doctor import report
     return report()

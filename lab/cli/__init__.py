@@ -10,11 +10,11 @@ import importlib
 import signal
 import sys
 
-from .errors import EXIT_BAD_INPUT, EXIT_INFRA, LabError
+from ..errors import EXIT_BAD_INPUT, EXIT_INFRA, LabError
 
 EXIT_INTERRUPTED = 130
 # Modules that add their own subcommands through register(subparsers).
-COMMAND_MODULES = ("lab.commands", "lab.kernellog.command", "lab.kernel.command")
+COMMAND_MODULES = ("lab.cli.core", "lab.cli.dmesg", "lab.cli.kernel")
 
 
 class _Parser(argparse.ArgumentParser):
@@ -28,13 +28,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = _Parser(prog="lab", description="QEMU integration test lab for patched Linux kernels")
     sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
     for name in COMMAND_MODULES:
-        try:
-            mod = importlib.import_module(name)
-        except ModuleNotFoundError as e:
-            if e.name != name:
-                raise
-            continue
-        mod.register(sub)
+        importlib.import_module(name).register(sub)
     return p
 
 

@@ -10,7 +10,7 @@ from pathlib import Path
 from ..errors import EXIT_OK, EXIT_TESTS_FAILED, UserError
 from ..paths import PROJECT_ROOT
 from ..results import Status
-from .spec import DEFAULT_FRAGMENTS, BuildSpec
+from ..kernel.spec import DEFAULT_FRAGMENTS, BuildSpec
 
 DEFAULT_JOBS = ("jobs/gup.yaml", "jobs/smoke.yaml")
 
@@ -71,7 +71,7 @@ def report_failure(cases, stream=None) -> None:
 
 
 def build_handler(args) -> int:
-    from .api import build_kernel
+    from ..kernel.api import build_kernel
     outcome = build_kernel(spec_from_args(args), progress=not args.no_progress)
     if outcome.exit_code != EXIT_OK:
         report_failure(outcome.cases)
@@ -93,9 +93,9 @@ def test_patch_handler(args) -> int:
     """Build, then run the job with the built kernel; JUnit gets the apply and
     build cases first. A series that does not apply or a build that fails
     still writes JUnit (with those cases) and exits 1, without booting."""
-    from ..job import KernelSpec, load_job
+    from ..job import KernelKind, KernelSpec, load_job
     from ..runner import log, new_run_dir, run_job
-    from .api import build_kernel
+    from ..kernel.api import build_kernel
     spec = spec_from_args(args)
     if not spec.series:
         raise UserError("test-patch needs the patches to test: --series S (an mbox, a "
@@ -109,7 +109,7 @@ def test_patch_handler(args) -> int:
         return write_cases_only(job, args.out or new_run_dir(job.name), outcome.cases, log)
     log(f"kernel {outcome.artifact.release}: {outcome.artifact_dir}"
         + (" (cached)" if outcome.cached else ""))
-    job = job.with_kernel(KernelSpec("artifact", path=outcome.artifact_dir))
+    job = job.with_kernel(KernelSpec(KernelKind.ARTIFACT, path=outcome.artifact_dir))
     return run_job(job, args.out, extra_cases=outcome.cases)
 
 
