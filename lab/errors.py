@@ -27,6 +27,7 @@ class UserError(LabError):
 
     def __init__(self, message: str, *, file: str | None = None, field: str | None = None,
                  line: int | None = None):
+        self.bare = message          # without the file/line/field prefix
         self.file = file
         self.field = field
         self.line = line

@@ -1,5 +1,7 @@
 """Job files: YAML -> frozen dataclasses, validated with messages that name
-the file, the field and what would be valid.
+the file, the line, the field and what would be valid.
+
+A single-kernel job:
 
     name: smoke
     kernel: distro            # or {distro: RELEASE} | {artifact: DIR} | {build: {...}}
@@ -12,11 +14,30 @@ the file, the field and what would be valid.
       - name: fio                     # long form
         timeout: 120
         options: {size_mb: 64}
+
+A matrix (see lab/matrix.py for how it expands into cells):
+
+    kernels:                  # named kernels instead of `kernel:`
+      base: {build: {linux_source: true}}
+      series: {build: {linux_source: true, series: ../kernels/series/gup-example},
+               baseline: base}
+    variants:                 # config variants: fragment sets (builds) and cmdline
+      debug: {fragments: [lab, debug]}
+      kasan: {fragments: [lab, debug, kasan], cmdline: "kasan.fault=panic"}
+    workloads:                # a list (one set) or named workload sets
+      all: [{fio: {}}, {rdma: {}}]
+      quick: [{fio: {size_mb: 8}}]
+    matrix:                   # default: every kernel x variant x workload set
+      kernels: [base, series]
+      exclude: [{kernel: base, variant: kasan}]
+      include: [{kernel: series, variant: kasan, workloads: quick}]
+    repeat: 2                 # boots per cell
 """
 
 from __future__ import annotations
 
 import enum
+import re
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -26,12 +47,20 @@ import yaml
 from .errors import UserError
 from .image.recipe import find_recipe
 
-TOP_KEYS = ("name", "description", "kernel", "image", "machine", "timeouts",
-            "hung_task_timeout", "workloads")
+TOP_KEYS = ("name", "description", "kernel", "kernels", "variants", "matrix", "repeat",
+            "image", "machine", "timeouts", "hung_task_timeout", "workloads")
 MACHINE_KEYS = {"memory_mb": int, "cpus": int, "nvme_mb": int, "pmem_mb": int,
                 "cmdline": str, "accel": str}
 TIMEOUT_KEYS = ("boot", "workload")
 ACCELS = ("auto", "kvm", "tcg")
+VARIANT_KEYS = ("fragments", "cmdline")
+MATRIX_KEYS = ("kernels", "variants", "workloads", "include", "exclude")
+MATRIX_DIMS = ("kernel", "variant", "workloads")
+# Names of kernels, variants and workload sets make cell ids and directory
+# names: letters, digits, '-' and '_' only (no '.', the id separator).
+NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,39}$")
+MAX_REPEAT = 100
+DEFAULT = "default"
 
 
 class KernelKind(enum.StrEnum):
@@ -46,6 +75,23 @@ class KernelSpec:
     release: str | None = None     # distro: a specific installed release
     path: Path | None = None       # artifact: the directory
     build: Any = None              # build: lab.kernel.spec.BuildSpec
+
+
+@dataclass(frozen=True)
+class NamedKernel:
+    name: str
+    spec: KernelSpec
+    baseline: str | None = None    # the kernel this one is compared against
+
+
+@dataclass(frozen=True)
+class Variant:
+    """A configuration: the fragments a build uses (None: the build's own)
+    and extra kernel command line (applies to every kind of kernel)."""
+
+    name: str
+    fragments: tuple[str, ...] | None = None
+    cmdline: str = ""
 
 
 @dataclass(frozen=True)
@@ -66,20 +112,58 @@ class WorkloadEntry:
 
 
 @dataclass(frozen=True)
+class WorkloadSet:
+    name: str
+    workloads: tuple[WorkloadEntry, ...]
+
+
+@dataclass(frozen=True)
+class MatrixSpec:
+    """Which cells run: the chosen names of each dimension (None: all), then
+    exclude (partial matches) and include (exact cells added)."""
+
+    kernels: tuple[str, ...] | None = None
+    variants: tuple[str, ...] | None = None
+    workloads: tuple[str, ...] | None = None
+    include: tuple[tuple[tuple[str, str], ...], ...] = ()
+    exclude: tuple[tuple[tuple[str, str], ...], ...] = ()
+
+
+@dataclass(frozen=True)
 class Job:
     name: str
     path: Path
-    kernel: KernelSpec
+    kernels: tuple[NamedKernel, ...]
     image: str
     machine: MachineOpts = field(default_factory=MachineOpts)
     boot_timeout: float = 180.0
     workload_timeout: float = 600.0
     hung_task_timeout: int = 20
-    workloads: tuple[WorkloadEntry, ...] = ()
+    workload_sets: tuple[WorkloadSet, ...] = ()
+    variants: tuple[Variant, ...] = (Variant(DEFAULT),)
+    matrix: MatrixSpec = field(default_factory=MatrixSpec)
+    repeat: int = 1
     description: str = ""
+    # which dimensions the file declared (an undeclared one is left out of ids)
+    declared: frozenset[str] = frozenset({"kernel"})
 
-    def with_kernel(self, kernel: KernelSpec) -> "Job":
-        return replace(self, kernel=kernel)
+    @property
+    def kernel(self) -> KernelSpec:
+        """The first kernel (a single-kernel job's only one)."""
+        return self.kernels[0].spec
+
+    @property
+    def workloads(self) -> tuple[WorkloadEntry, ...]:
+        """The first workload set (a single-kernel job's only one)."""
+        return self.workload_sets[0].workloads
+
+    def with_kernel(self, kernel: KernelSpec, name: str | None = None) -> "Job":
+        """This job with one kernel only (lab test-patch: the kernel it built)."""
+        return replace(self, kernels=(NamedKernel(name or self.kernels[0].name, kernel),),
+                       matrix=MatrixSpec(workloads=self.matrix.workloads))
+
+    def kernel_named(self, name: str) -> NamedKernel:
+        return next(k for k in self.kernels if k.name == name)
 
 
 def _type_name(t) -> str:
@@ -97,88 +181,223 @@ def _expect(value, types, *, file, field_name):
 
 def _timeout(value, *, file, field_name) -> float:
     _expect(value, (int, float), file=file, field_name=field_name)
-    if value <= 0:
-        raise UserError(f"must be a positive number of seconds, got {value!r}",
+    if not value > 0 or value == float("inf"):
+        raise UserError(f"must be a positive, finite number of seconds, got {value!r}",
                         file=file, field=field_name)
     return float(value)
 
 
 def _unknown(d: dict, valid, *, file, where: str) -> None:
-    bad = sorted(set(d) - set(valid))
+    bad = sorted(set(map(str, d)) - set(valid))
     if bad:
         prefix = f"{where}." if where else ""
         raise UserError(f"unknown key '{bad[0]}'; valid: {', '.join(valid)}", file=file,
                         field=prefix + bad[0])
 
 
-def parse_kernel(raw, *, file: str, base: Path) -> KernelSpec:
+def _name(value, *, file, field_name) -> str:
+    if not isinstance(value, str) or not NAME_RE.match(value):
+        raise UserError(f"{value!r} is not a valid name; valid: 1-40 letters, digits, '-' "
+                        "or '_', starting with a letter or digit", file=file, field=field_name)
+    return value
+
+
+def _names(raw, valid: list[str], *, file, field_name) -> tuple[str, ...]:
+    """A list of names, each one of `valid`."""
+    if isinstance(raw, str):
+        raw = [raw]
+    _expect(raw, list, file=file, field_name=field_name)
+    if not raw:
+        raise UserError(f"must name at least one; valid: {', '.join(valid)}", file=file,
+                        field=field_name)
+    for i, n in enumerate(raw):
+        if n not in valid:
+            raise UserError(f"{n!r} is not defined; valid: {', '.join(valid)}", file=file,
+                            field=f"{field_name}[{i}]")
+    return tuple(raw)
+
+
+def parse_kernel(raw, *, file: str, base: Path, field_name: str = "kernel") -> KernelSpec:
     valid = "'distro', {distro: RELEASE}, {artifact: DIR} or {build: {...}}"
     if raw == "distro":
         return KernelSpec(KernelKind.DISTRO)
     if not isinstance(raw, dict) or len(raw) != 1:
-        raise UserError(f"expected {valid}, got {raw!r}", file=file, field="kernel")
+        raise UserError(f"expected {valid}, got {raw!r}", file=file, field=field_name)
     (kind, val), = raw.items()
+    sub = f"{field_name}.{kind}"
     if kind == "distro":
-        return KernelSpec(KernelKind.DISTRO, release=_expect(val, str, file=file, field_name="kernel.distro"))
+        return KernelSpec(KernelKind.DISTRO, release=_expect(val, str, file=file,
+                                                             field_name=sub))
     if kind == "artifact":
-        p = (base / Path(_expect(val, str, file=file, field_name="kernel.artifact"))
-             .expanduser())
+        p = (base / Path(_expect(val, str, file=file, field_name=sub))).expanduser()
         if not (p / "bzImage").exists():
             raise UserError(f"{p} is not a kernel artifact directory (no bzImage in it); "
-                            "valid: a directory printed by `lab build`", file=file,
-                            field="kernel.artifact")
+                            "valid: a directory printed by `lab build`", file=file, field=sub)
         return KernelSpec(KernelKind.ARTIFACT, path=p.resolve())
     if kind == "build":
         from .kernel.spec import BuildSpec
         return KernelSpec(KernelKind.BUILD, build=BuildSpec.from_dict(
-            _expect(val, dict, file=file, field_name="kernel.build"), file=file,
-            field="kernel.build"))
-    raise UserError(f"unknown kernel kind '{kind}'; valid: {valid}", file=file, field="kernel")
+            _expect(val, dict, file=file, field_name=sub), file=file, field=sub))
+    raise UserError(f"unknown kernel kind '{kind}'; valid: {valid}", file=file,
+                    field=field_name)
 
 
-def parse_workloads(raw, *, file: str, default_timeout: float) -> tuple[WorkloadEntry, ...]:
+def parse_kernels(raw, *, file: str, base: Path) -> tuple[NamedKernel, ...]:
+    """`kernels:` a mapping name -> a kernel (as `kernel:` takes) that may
+    also say `baseline: NAME`."""
+    _expect(raw, dict, file=file, field_name="kernels")
+    if not raw:
+        raise UserError("must define at least one kernel", file=file, field="kernels")
+    out = []
+    for name, val in raw.items():
+        where = f"kernels.{name}"
+        _name(name, file=file, field_name=where)
+        baseline = None
+        if isinstance(val, dict) and "baseline" in val:
+            val = dict(val)
+            baseline = _expect(val.pop("baseline"), str, file=file,
+                               field_name=f"{where}.baseline")
+        out.append(NamedKernel(name, parse_kernel(val, file=file, base=base,
+                                                  field_name=where), baseline))
+    names = [k.name for k in out]
+    for k in out:
+        if k.baseline is None:
+            continue
+        if k.baseline == k.name:
+            raise UserError("a kernel cannot be its own baseline; valid: another kernel of "
+                            f"this job ({', '.join(n for n in names if n != k.name) or 'none'})",
+                            file=file, field=f"kernels.{k.name}.baseline")
+        if k.baseline not in names:
+            raise UserError(f"unknown kernel {k.baseline!r}; valid: "
+                            f"{', '.join(n for n in names if n != k.name)}", file=file,
+                            field=f"kernels.{k.name}.baseline")
+    return tuple(out)
+
+
+def parse_variants(raw, *, file: str, base: Path) -> tuple[Variant, ...]:
+    _expect(raw, dict, file=file, field_name="variants")
+    if not raw:
+        raise UserError("must define at least one variant", file=file, field="variants")
+    out = []
+    for name, val in raw.items():
+        where = f"variants.{name}"
+        _name(name, file=file, field_name=where)
+        if isinstance(val, list):          # shorthand: the fragment list
+            val = {"fragments": val}
+        val = _expect(val or {}, dict, file=file, field_name=where)
+        _unknown(val, VARIANT_KEYS, file=file, where=where)
+        frags = None
+        if "fragments" in val:
+            from .kernel.spec import fragment_list
+            frags = fragment_list(val["fragments"], file=file, field=f"{where}.fragments",
+                                  base=base)
+        cmdline = _expect(val.get("cmdline", ""), str, file=file, field_name=f"{where}.cmdline")
+        out.append(Variant(name, frags, cmdline))
+    return tuple(out)
+
+
+def parse_workloads(raw, *, file: str, default_timeout: float,
+                    where: str = "workloads") -> tuple[WorkloadEntry, ...]:
     from .workloads import lookup
-    _expect(raw, list, file=file, field_name="workloads")
+    _expect(raw, list, file=file, field_name=where)
+    if not raw:
+        raise UserError("at least one workload is needed", file=file, field=where)
     out = []
     for i, item in enumerate(raw):
-        where = f"workloads[{i}]"
+        at = f"{where}[{i}]"
         if isinstance(item, str):
             item = {"name": item}
-        _expect(item, dict, file=file, field_name=where)
+        _expect(item, dict, file=file, field_name=at)
         if "name" in item:
-            _unknown(item, ("name", "timeout", "options"), file=file, where=where)
-            name = _expect(item["name"], str, file=file, field_name=f"{where}.name")
+            _unknown(item, ("name", "timeout", "options"), file=file, where=at)
+            name = _expect(item["name"], str, file=file, field_name=f"{at}.name")
             opts = item.get("options") or {}
             timeout = item.get("timeout")
         elif len(item) == 1:
             (name, opts), = item.items()
-            opts = dict(opts or {})
+            opts = _expect(opts or {}, dict, file=file, field_name=f"{at}.{name}")
+            opts = dict(opts)
             timeout = opts.pop("timeout", None)
         else:
             raise UserError("expected {NAME: {options}} or {name: NAME, options: {...}}",
-                            file=file, field=where)
-        cls = lookup(name, file=file, field=f"{where}.name")
-        _expect(opts, dict, file=file, field_name=f"{where}.options")
-        options = cls.parse_options(opts, file=file, where=f"{where}.options")
+                            file=file, field=at)
+        cls = lookup(name, file=file, field=f"{at}.name")
+        _expect(opts, dict, file=file, field_name=f"{at}.options")
+        options = cls.parse_options(opts, file=file, where=f"{at}.options")
         t = default_timeout if timeout is None else _timeout(timeout, file=file,
-                                                              field_name=f"{where}.timeout")
+                                                              field_name=f"{at}.timeout")
         out.append(WorkloadEntry(name=name, options=options, timeout=t))
+    _check_case_names(out, file=file, where=where)
     return tuple(out)
 
 
-def parse_job(data, *, file: str, base: Path) -> Job:
-    if not isinstance(data, dict):
-        raise UserError("a job file must be a YAML mapping", file=file)
-    _unknown(data, TOP_KEYS, file=file, where="")
-    for req in ("kernel", "image", "workloads"):
-        if req not in data:
-            raise UserError("missing (required)", file=file, field=req)
-    name = _expect(data.get("name", Path(file).stem), str, file=file, field_name="name")
-    kernel = parse_kernel(data["kernel"], file=file, base=base)
-    image = _expect(data["image"], str, file=file, field_name="image")
-    image_path = base / image if image.endswith((".yaml", ".yml")) else None
-    find_recipe(str(image_path) if image_path else image, file=file, field="image")
-    m = _expect(data.get("machine") or {}, dict, file=file, field_name="machine")
+def _check_case_names(entries: list[WorkloadEntry], *, file: str, where: str) -> None:
+    """A shell workload's testcase is named by its `case`: two with the same
+    one in a set would give two testcases one name."""
+    seen: dict[str, int] = {}
+    for i, e in enumerate(entries):
+        if e.name != "shell":
+            continue
+        case = e.options["case"]
+        if case in seen:
+            raise UserError(f"duplicate case name {case!r} (also {where}[{seen[case]}]); "
+                            "give each shell workload a distinct `case`", file=file,
+                            field=f"{where}[{i}].case")
+        seen[case] = i
+
+
+def parse_workload_sets(raw, *, file: str, default_timeout: float) -> tuple[WorkloadSet, ...]:
+    if isinstance(raw, dict):
+        if not raw:
+            raise UserError("must define at least one workload set", file=file,
+                            field="workloads")
+        return tuple(WorkloadSet(_name(n, file=file, field_name=f"workloads.{n}"),
+                                 parse_workloads(v, file=file, default_timeout=default_timeout,
+                                                 where=f"workloads.{n}"))
+                     for n, v in raw.items())
+    return (WorkloadSet(DEFAULT, parse_workloads(raw, file=file,
+                                                 default_timeout=default_timeout)),)
+
+
+def parse_matrix(raw, job_names: dict[str, list[str]], *, file: str) -> MatrixSpec:
+    """`matrix:` {kernels, variants, workloads: [names]} and include/exclude
+    lists of {kernel, variant, workloads} (exclude may give some of them)."""
+    m = _expect(raw or {}, dict, file=file, field_name="matrix")
+    _unknown(m, MATRIX_KEYS, file=file, where="matrix")
+    chosen = {}
+    for dim, key in zip(MATRIX_DIMS, ("kernels", "variants", "workloads")):
+        if key in m:
+            chosen[key] = _names(m[key], job_names[dim], file=file, field_name=f"matrix.{key}")
+
+    def cells(key: str, full: bool):
+        lst = _expect(m.get(key) or [], list, file=file, field_name=f"matrix.{key}")
+        out = []
+        for i, c in enumerate(lst):
+            at = f"matrix.{key}[{i}]"
+            _expect(c, dict, file=file, field_name=at)
+            _unknown(c, MATRIX_DIMS, file=file, where=at)
+            if not c:
+                raise UserError(f"give at least one of {', '.join(MATRIX_DIMS)}", file=file,
+                                field=at)
+            for dim in MATRIX_DIMS:
+                if dim in c and c[dim] not in job_names[dim]:
+                    raise UserError(f"{c[dim]!r} is not defined; valid: "
+                                    f"{', '.join(job_names[dim])}", file=file,
+                                    field=f"{at}.{dim}")
+                if full and dim not in c and len(job_names[dim]) > 1:
+                    raise UserError(f"an included cell names its {dim} (one of "
+                                    f"{', '.join(job_names[dim])})", file=file, field=at)
+            out.append(tuple(sorted((d, str(c.get(d, job_names[d][0]))) for d in MATRIX_DIMS
+                                    if d in c or full)))
+        return tuple(out)
+
+    return MatrixSpec(kernels=chosen.get("kernels"), variants=chosen.get("variants"),
+                      workloads=chosen.get("workloads"), include=cells("include", True),
+                      exclude=cells("exclude", False))
+
+
+def _machine(m, *, file) -> MachineOpts:
+    m = _expect(m or {}, dict, file=file, field_name="machine")
     _unknown(m, tuple(MACHINE_KEYS), file=file, where="machine")
     for k, t in MACHINE_KEYS.items():
         if k in m:
@@ -189,7 +408,31 @@ def parse_job(data, *, file: str, base: Path) -> Job:
     if m.get("accel", "auto") not in ACCELS:
         raise UserError(f"{m['accel']!r} is not valid; valid: {', '.join(ACCELS)}", file=file,
                         field="machine.accel")
-    machine = MachineOpts(**m)
+    return MachineOpts(**m)
+
+
+def parse_job(data, *, file: str, base: Path) -> Job:
+    if not isinstance(data, dict):
+        raise UserError("a job file must be a YAML mapping", file=file)
+    _unknown(data, TOP_KEYS, file=file, where="")
+    if "kernel" in data and "kernels" in data:
+        raise UserError("give either kernel (one) or kernels (named), not both", file=file,
+                        field="kernels")
+    for req in ("image", "workloads"):
+        if req not in data:
+            raise UserError("missing (required)", file=file, field=req)
+    if "kernel" not in data and "kernels" not in data:
+        raise UserError("missing (required): kernel: K or kernels: {NAME: K, ...}",
+                        file=file, field="kernel")
+    name = _name(data.get("name", Path(file).stem), file=file, field_name="name")
+    if "kernels" in data:
+        kernels = parse_kernels(data["kernels"], file=file, base=base)
+    else:
+        kernels = (NamedKernel(DEFAULT, parse_kernel(data["kernel"], file=file, base=base)),)
+    image = _expect(data["image"], str, file=file, field_name="image")
+    image_path = base / image if image.endswith((".yaml", ".yml")) else None
+    find_recipe(str(image_path) if image_path else image, file=file, field="image")
+    machine = _machine(data.get("machine"), file=file)
     t = _expect(data.get("timeouts") or {}, dict, file=file, field_name="timeouts")
     _unknown(t, TIMEOUT_KEYS, file=file, where="timeouts")
     boot = _timeout(t.get("boot", 180), file=file, field_name="timeouts.boot")
@@ -199,14 +442,100 @@ def parse_job(data, *, file: str, base: Path) -> Job:
     if hung < 0:
         raise UserError(f"must be >= 0 (0 disables), got {hung}", file=file,
                         field="hung_task_timeout")
-    workloads = parse_workloads(data["workloads"], file=file, default_timeout=wl_t)
-    if not workloads:
-        raise UserError("at least one workload is needed", file=file, field="workloads")
-    return Job(name=name, path=Path(file), kernel=kernel,
-               image=str(image_path) if image_path else image, machine=machine,
-               boot_timeout=boot, workload_timeout=wl_t, hung_task_timeout=hung,
-               workloads=workloads,
-               description=str(data.get("description", "")))
+    sets = parse_workload_sets(data["workloads"], file=file, default_timeout=wl_t)
+    variants = (parse_variants(data["variants"], file=file, base=base)
+                if "variants" in data else (Variant(DEFAULT),))
+    names = {"kernel": [k.name for k in kernels], "variant": [v.name for v in variants],
+             "workloads": [w.name for w in sets]}
+    matrix = parse_matrix(data.get("matrix"), names, file=file)
+    repeat = _expect(data.get("repeat", 1), int, file=file, field_name="repeat")
+    if not 1 <= repeat <= MAX_REPEAT:
+        raise UserError(f"must be 1..{MAX_REPEAT}, got {repeat}", file=file, field="repeat")
+    declared = {"kernel"}
+    if "variants" in data:
+        declared.add("variant")
+    if isinstance(data["workloads"], dict):
+        declared.add("workloads")
+    job = Job(name=name, path=Path(file), kernels=kernels,
+              image=str(image_path) if image_path else image, machine=machine,
+              boot_timeout=boot, workload_timeout=wl_t, hung_task_timeout=hung,
+              workload_sets=sets, variants=variants, matrix=matrix, repeat=repeat,
+              description=str(data.get("description", "")), declared=frozenset(declared))
+    from .matrix import expand
+    if not expand(job):
+        raise UserError("the matrix expands to no cell (every cell is excluded)", file=file,
+                        field="matrix")
+    return job
+
+
+# --- YAML with line numbers ---------------------------------------------------
+
+class _Loader(yaml.SafeLoader):
+    """SafeLoader that rejects duplicate keys and remembers each key's line,
+    so an error about a field can name the line it is on."""
+
+
+class LineDict(dict):
+    lines: dict
+
+
+class LineList(list):
+    lines: list
+
+
+def _construct_mapping(loader, node, deep=False):
+    loader.flatten_mapping(node)
+    out = LineDict()
+    out.lines = {}
+    for knode, vnode in node.value:
+        key = loader.construct_object(knode, deep=True)
+        try:
+            hash(key)
+        except TypeError:
+            raise yaml.constructor.ConstructorError(
+                None, None, "a mapping key must be a string or a number",
+                knode.start_mark) from None
+        if key in out:
+            raise yaml.constructor.ConstructorError(
+                None, None, f"duplicate key {key!r} (also on line "
+                            f"{out.lines[key]})", knode.start_mark)
+        out[key] = loader.construct_object(vnode, deep=True)
+        out.lines[key] = knode.start_mark.line + 1
+    return out
+
+
+def _construct_sequence(loader, node, deep=False):
+    out = LineList(loader.construct_object(n, deep=True) for n in node.value)
+    out.lines = [n.start_mark.line + 1 for n in node.value]
+    return out
+
+
+_Loader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
+_Loader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_SEQUENCE_TAG, _construct_sequence)
+
+_FIELD_PART = re.compile(r"([^.\[\]]+)|\[(\d+)\]")
+
+
+def line_of(data, field_path: str) -> int | None:
+    """The line of the deepest part of `field_path` (a.b[2].c) found in data."""
+    line = None
+    node = data
+    for key, idx in _FIELD_PART.findall(field_path):
+        if idx:
+            i = int(idx)
+            if not isinstance(node, list) or i >= len(node):
+                break
+            line = getattr(node, "lines", [None] * len(node))[i] or line
+            node = node[i]
+        else:
+            if not isinstance(node, dict):
+                break
+            k = next((k for k in node if str(k) == key), None)
+            if k is None:
+                break
+            line = getattr(node, "lines", {}).get(k) or line
+            node = node[k]
+    return line
 
 
 def load_job(path: str | Path) -> Job:
@@ -216,12 +545,19 @@ def load_job(path: str | Path) -> Job:
         text = p.read_text()
     except FileNotFoundError:
         raise UserError("no such job file", file=file) from None
-    except (IsADirectoryError, UnicodeDecodeError) as e:
+    except (IsADirectoryError, UnicodeDecodeError, PermissionError) as e:
         raise UserError(f"cannot read job file: {e}", file=file) from None
     try:
-        data = yaml.safe_load(text)
+        data = yaml.load(text, Loader=_Loader)  # noqa: S506 - a SafeLoader subclass
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         raise UserError(f"not valid YAML: {getattr(e, 'problem', None) or e}", file=file,
                         line=mark.line + 1 if mark else None) from None
-    return parse_job(data, file=file, base=p.resolve().parent)
+    try:
+        return parse_job(data, file=file, base=p.resolve().parent)
+    except UserError as e:
+        if e.line is None and e.field and e.file == file:
+            line = line_of(data, e.field)
+            if line is not None:
+                raise UserError(e.bare, file=file, field=e.field, line=line) from None
+        raise

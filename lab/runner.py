@@ -1,27 +1,42 @@
-"""The only module that knows the order of the steps: resolve the kernel and
-the image, boot, run each workload with its checks, and write results as
-each case ends."""
+"""The only module that knows the order of the steps.
+
+The run core is `run_unit`: one boot of one cell (a kernel spec, a config
+variant, an image, a machine, a workload list, a repeat index): make or find
+the kernel, boot it, run each workload with its checks, and return the
+cell's suite of results. `run_job` expands a job into cells (lab/matrix.py),
+runs their boots in parallel without oversubscribing the host
+(lab/schedule.py), keeps one live display (lab/progress.py), and writes the
+results as each case ends (lab/store.py). `lab run`, `lab test-patch` and
+the matrix all go through it; machines come from the factory it is given.
+"""
 
 from __future__ import annotations
 
-import shutil
 import sys
+import threading
 import time
+from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 
-from . import checks, hang
-from .errors import CommandTimeout, InfraError, LabError
+from . import checks, hang, proc
+from .errors import CommandTimeout, InfraError, LabError, UserError
 from .guest.base import GuestUnreachable
 from .image.build import Image, ensure as ensure_image
 from .image.recipe import load_recipe
 from .job import Job, KernelKind, KernelSpec
 from .kernel.artifact import KernelArtifact, distro_kernel
+from .matrix import Cell, Unit, expand, select, units as make_units
 from .paths import runs_dir
-from .results import CaseKind, CaseResult, RunState, Status
+from .progress import Progress
+from .results import CaseKind, CaseResult, RunState, Status, SuiteResult
+from .schedule import Cancelled, KernelCache, Resources
 from .store import RunStore
-from .vm.machine import BootConfig, BootError, Machine, kernel_time_to_init
+from .vm.base import BootConfig, BootError, MachineFactory
 from .workloads import lookup
 from .workloads.base import WorkloadContext
+
 
 def log(msg: str) -> None:
     print(f"[lab] {msg}", file=sys.stderr, flush=True)
@@ -37,121 +52,305 @@ def new_run_dir(name: str) -> Path:
     return d
 
 
-def resolve_kernel(spec: KernelSpec, store: RunStore, suite) -> KernelArtifact | None:
+def default_machine_factory(cfg: BootConfig, workdir: Path, log) -> "Machine":  # noqa: F821
+    from .vm.machine import Machine
+    return Machine(cfg, workdir, log=log)
+
+
+@dataclass
+class KernelOutcome:
+    """A kernel ready to boot, or why not: the apply/build cases say."""
+
+    artifact: KernelArtifact | None
+    cases: list[CaseResult] = field(default_factory=list)
+    built: bool = False            # make ran (not a cache hit)
+
+
+def resolve_kernel(spec: KernelSpec, resources: Resources | None = None,
+                   progress: bool = False) -> KernelOutcome:
     if spec.kind is KernelKind.DISTRO:
-        return distro_kernel(spec.release)
+        return KernelOutcome(distro_kernel(spec.release))
     if spec.kind is KernelKind.ARTIFACT:
-        return KernelArtifact.from_dir(spec.path)
-    from .kernel.api import build_kernel
-    outcome = build_kernel(spec.build)
-    store.add(suite, *outcome.cases)
-    return outcome.artifact
+        return KernelOutcome(KernelArtifact.from_dir(spec.path))
+    from .kernel.api import build_kernel, cached_outcome, plan
+    p = plan(spec.build)
+    hit = cached_outcome(p)
+    if hit is None:
+        with (resources.build(f"build {p.key[:12]}") if resources else _nothing()):
+            outcome = build_kernel(spec.build, progress=progress, planned=p)
+    else:
+        outcome = hit
+    return KernelOutcome(outcome.artifact, list(outcome.cases), built=not outcome.cached)
+
+
+class _nothing:
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+
+@dataclass
+class RunEnv:
+    """What every boot of a run shares."""
+
+    job: Job
+    out: Path
+    store: RunStore
+    progress: Progress
+    machine_factory: MachineFactory
+    resources: Resources
+    kernels: KernelCache = field(default_factory=KernelCache)
+    images: KernelCache = field(default_factory=KernelCache)
+    live: set = field(default_factory=set)      # machines running now
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    single: bool = False                        # one boot: results at the top of `out`
+
+
+def boot_config(job: Job, kernel: KernelArtifact, image: Image,
+                cell: Cell | None = None) -> BootConfig:
+    """How the job's machine boots `kernel` with `image` (in `cell`'s variant)."""
+    m = job.machine
+    cmdline = " ".join(x for x in (m.cmdline, cell.variant.cmdline if cell else "") if x)
+    return BootConfig(kernel=kernel, image=image, memory_mb=m.memory_mb, cpus=m.cpus,
+                      nvme_mb=m.nvme_mb, pmem_mb=m.pmem_mb,
+                      hung_task_timeout=job.hung_task_timeout, extra_cmdline=cmdline,
+                      boot_timeout=job.boot_timeout,
+                      accel=None if m.accel == "auto" else m.accel)
 
 
 def run_job(job: Job, out_dir: Path | None = None,
-            extra_cases: list[CaseResult] | tuple = ()) -> int:
+            extra_cases: list[CaseResult] | tuple = (), *,
+            cell_ids: list[str] | None = None, shard: tuple[int, int] | None = None,
+            machine_factory: MachineFactory | None = None,
+            resources: Resources | None = None, live: bool | None = None) -> int:
+    """Run the job's cells (all, or those chosen by id or shard); returns the
+    exit code. Ctrl-C stops every guest and build, keeps what finished, and
+    re-raises KeyboardInterrupt."""
+    cells = select(job, expand(job), cell_ids, shard)
+    preflight(job, cells)
+    todo = make_units(job, cells)
     out = Path(out_dir) if out_dir else new_run_dir(job.name)
-    store = RunStore(out, {"job": str(job.path), "name": job.name, "argv": sys.argv})
+    store = RunStore(out, {"job": str(job.path), "name": job.name, "argv": sys.argv},
+                     cells=[c.to_dict(job.repeat) for c in cells])
     if job.path.exists():
-        shutil.copy(job.path, out / "job.yaml")
-    log(f"results in {out}")
-    suite = store.suite(job.name, {"job_file": str(job.path)})
+        (out / "job.yaml").write_bytes(job.path.read_bytes())
+    progress = Progress([u.id for u in todo], live=live)
+    env = RunEnv(job, out, store, progress, machine_factory or default_machine_factory,
+                 resources or Resources(), single=len(todo) == 1)
+    progress.log(todo[0].id, f"results in {out}")
     if extra_cases:
-        store.add(suite, *extra_cases)
+        store.add(store.suite(job.name, {"job_file": str(job.path)}), *extra_cases)
     try:
-        _run(job, out, store, suite)
+        _run_units(env, todo)
     except KeyboardInterrupt:
-        store.add(suite, CaseResult("interrupted", Status.ERROR, kind=CaseKind.INTERRUPTED,
-                                    message="run interrupted (Ctrl-C / SIGTERM)"))
-        store.finish(RunState.INTERRUPTED)
+        store.finish(RunState.INTERRUPTED, exit_code=130)
         raise
-    except LabError as e:
-        store.add(suite, CaseResult("infrastructure", Status.ERROR, kind=CaseKind.INFRA,
-                                    message=str(e).splitlines()[0], details=str(e)))
-        if e.exit_code == 3:
-            store.finish(RunState.BAD_INPUT)
-            raise
+    except UserError:
+        store.finish(RunState.BAD_INPUT, exit_code=3)
+        raise
+    finally:
+        progress.close()
     code = store.finish()
-    c = suite.counts()
+    c = {k: sum(s.counts()[k] for s in store.suites) for k in ("passed", "failed", "error",
+                                                               "skipped")}
     log(f"{c['passed']} passed, {c['failed']} failed, {c['error']} errors, "
         f"{c['skipped']} skipped -> {out / 'junit.xml'}")
     return code
 
 
-def boot_config(job: Job, kernel: KernelArtifact, image: Image) -> BootConfig:
-    """How the job's machine boots `kernel` with `image`."""
-    m = job.machine
-    return BootConfig(kernel=kernel, image=image, memory_mb=m.memory_mb, cpus=m.cpus,
-                      nvme_mb=m.nvme_mb, pmem_mb=m.pmem_mb,
-                      hung_task_timeout=job.hung_task_timeout, extra_cmdline=m.cmdline,
-                      boot_timeout=job.boot_timeout,
-                      accel=None if m.accel == "auto" else m.accel)
-
-
-def _run(job: Job, out: Path, store: RunStore, suite) -> None:
-    kernel = resolve_kernel(job.kernel, store, suite)
-    if kernel is None:
-        return  # the build/apply cases already say why
-    suite.name = f"{job.name}:{kernel.release}"
-    image = ensure_image(load_recipe(job.image), log=log)
-    suite.properties.update({"kernel_release": kernel.release, "kernel": kernel.origin,
-                             "image": image.name, "image_hash": image.key})
-    machine = Machine(boot_config(job, kernel, image), out, log=log)
-    log(f"booting {kernel.release} ({kernel.origin}) with image {image.name}")
-    try:
+def preflight(job: Job, cells: list[Cell]) -> None:
+    """Bad input found before anything slow starts: a distro kernel that is
+    not installed, a series or fragment that does not exist."""
+    for spec in dict.fromkeys(c.kernel_spec for c in cells):
         try:
-            machine.start()
-            suite.properties.update({"qemu_version": machine.qemu_version,
-                                     "accelerator": machine.accel.accel,
-                                     "accelerator_reason": machine.accel.reason,
-                                     "kernel_cmdline": machine.spec.cmdline})
-            machine.wait_for_ssh()
-        except BootError as e:
-            console = machine.console_text()
-            store.add(suite, CaseResult("boot", Status.FAILED, kind=_boot_kind(console),
-                                        message=str(e).splitlines()[0], details=str(e)),
-                      *checks.findings_cases(console, "boot"))
-            return
-        guest = machine.guest
-        boot_props = {"boot_to_ssh_s": f"{machine.times.to_ssh:.2f}"}
-        k2i = kernel_time_to_init(machine.console_text())
-        if k2i is not None:
-            boot_props["kernel_to_init_s"] = f"{k2i:.2f}"
-        uname = guest.run("uname -r", timeout=30).stdout.strip()
-        boot_props["uname_r"] = uname
-        log(f"guest up in {machine.times.to_ssh:.1f}s ({machine.accel.accel}), uname -r {uname}")
-        store.add(suite, CaseResult("boot", Status.PASSED, machine.times.to_ssh,
-                                    output=f"reached SSH in {machine.times.to_ssh:.1f}s under "
-                                           f"{machine.accel.accel}",
-                                    properties=boot_props))
-        seen: set[str] = set()
-        store.add(suite, *checks.findings_cases(machine.console_text(), "boot", seen))
-        for i, entry in enumerate(job.workloads):
-            if not _run_workload(i, entry, machine, kernel, out, store, suite, seen):
-                store.add(suite, *[
-                    CaseResult(later.name, Status.SKIPPED, classname=later.name,
-                               message=f"not run: the guest died during {entry.name}")
-                    for later in job.workloads[i + 1:]])
-                break
+            if spec.kind is KernelKind.DISTRO:
+                distro_kernel(spec.release)
+            elif spec.kind is KernelKind.BUILD:
+                from .kernel.api import plan
+                plan(spec.build)
+        except UserError as e:
+            if e.file:
+                raise
+            raise UserError(e.bare, file=str(job.path), field=e.field) from None
+
+
+def _run_units(env: RunEnv, todo: list[Unit]) -> None:
+    if env.single:
+        run_unit(todo[0], env)
+        return
+    pool = ThreadPoolExecutor(max_workers=min(64, len(todo)), thread_name_prefix="cell")
+    futures = {pool.submit(run_unit, u, env): u for u in todo}
+    try:
+        pending = set(futures)
+        while pending:
+            done, pending = wait(pending, timeout=0.5, return_when=FIRST_COMPLETED)
+            for f in done:
+                f.result()      # run_unit records its own errors; this re-raises bugs
+    except KeyboardInterrupt:
+        _stop_everything(env)
+        wait(futures, timeout=60)
+        raise
     finally:
-        machine.stop()
+        pool.shutdown(wait=False, cancel_futures=True)
+
+
+def _stop_everything(env: RunEnv) -> None:
+    """Ctrl-C: no new boot or build starts, every guest and build is killed."""
+    env.resources.cancel()
+    with env.lock:
+        live = list(env.live)
+    for m in live:
+        m.kill()
+    proc.reap_all()
+
+
+def run_unit(unit: Unit, env: RunEnv) -> SuiteResult:
+    """One boot of one cell; never raises for what went wrong in it (that is
+    the cell's result), except bad input and Ctrl-C."""
+    cell, job, store = unit.cell, env.job, env.store
+    suite = store.suite(unit.id, {"job_file": str(job.path), "cell": cell.id,
+                                  "repeat": str(unit.repeat), "kernel": cell.kernel.name,
+                                  "variant": cell.variant.name,
+                                  "workloads": cell.workload_set.name})
+    udir = env.out if env.single else env.out / cell.id / f"r{unit.repeat}"
+    say = lambda msg: env.progress.log(unit.id, msg)  # noqa: E731
+    try:
+        _run_cell(unit, env, suite, udir, say)
+    except KeyboardInterrupt:
+        store.add(suite, CaseResult("interrupted", Status.ERROR, kind=CaseKind.INTERRUPTED,
+                                    message="run interrupted (Ctrl-C / SIGTERM)"))
+        raise
+    except Cancelled as e:
+        store.add(suite, CaseResult("interrupted", Status.ERROR, kind=CaseKind.INTERRUPTED,
+                                    message=str(e)))
+    except UserError:
+        raise
+    except LabError as e:
+        store.add(suite, CaseResult("infrastructure", Status.ERROR, kind=CaseKind.INFRA,
+                                    message=str(e).splitlines()[0], details=str(e)))
+        say(f"infrastructure error: {str(e).splitlines()[0]}")
+    env.progress.set(unit.id, _verdict(suite))
+    return suite
+
+
+def _verdict(suite: SuiteResult) -> str:
+    c = suite.counts()
+    if c["failed"]:
+        return f"FAILED ({c['failed']} failed, {c['passed']} passed)"
+    if c["error"]:
+        return f"ERROR ({c['error']} errors)"
+    return f"passed ({c['passed']} passed, {c['skipped']} skipped)"
+
+
+def _kernel(unit: Unit, env: RunEnv) -> KernelOutcome:
+    spec = unit.cell.kernel_spec
+    env.progress.set(unit.id, "kernel")
+
+    def make():
+        if spec.kind is KernelKind.BUILD:
+            env.progress.set(unit.id, "building kernel")
+        return resolve_kernel(spec, env.resources, progress=env.single and sys.stderr.isatty())
+    return env.kernels.get(spec, make)
+
+
+def _image(env: RunEnv, say) -> Image:
+    return env.images.get(env.job.image, lambda: ensure_image(load_recipe(env.job.image),
+                                                              log=say))
+
+
+def _run_cell(unit: Unit, env: RunEnv, suite: SuiteResult, udir: Path, say) -> None:
+    cell, job, store = unit.cell, env.job, env.store
+    kernel_out = _kernel(unit, env)
+    if kernel_out.cases:
+        store.add(suite, *[_copy(c) for c in kernel_out.cases])
+    kernel = kernel_out.artifact
+    if kernel is None:
+        return  # the apply/build cases already say why
+    image = _image(env, say)
+    suite.properties.update({"kernel_release": kernel.release, "kernel_origin": kernel.origin,
+                             "image": image.name, "image_hash": image.key})
+    cfg = boot_config(job, kernel, image, cell)
+    env.progress.set(unit.id, "waiting for cores")
+    with env.resources.guest(cfg.cpus, cfg.memory_mb, unit.id):
+        env.progress.set(unit.id, "booting")
+        machine = env.machine_factory(cfg, udir, say)
+        with env.lock:
+            env.live.add(machine)
+        try:
+            _boot_and_run(unit, env, machine, kernel, suite, udir, say)
+        finally:
+            machine.stop()
+            with env.lock:
+                env.live.discard(machine)
+
+
+def _copy(c: CaseResult) -> CaseResult:
+    return CaseResult(c.name, c.status, c.duration, c.classname, c.message, c.details,
+                      c.output, dict(c.properties), c.kind)
+
+
+def _boot_and_run(unit: Unit, env: RunEnv, machine, kernel: KernelArtifact,
+                  suite: SuiteResult, udir: Path, say) -> None:
+    store = env.store
+    say(f"booting {kernel.release} ({kernel.origin})")
+    try:
+        machine.start()
+        suite.properties.update({"qemu_version": machine.qemu_version,
+                                 "accelerator": machine.accel.accel,
+                                 "accelerator_reason": machine.accel.reason,
+                                 "kernel_cmdline": machine.spec.cmdline})
+        machine.wait_for_ssh()
+    except BootError as e:
+        console = machine.console_text()
+        store.add(suite, CaseResult("boot", Status.FAILED, kind=_boot_kind(console),
+                                    message=str(e).splitlines()[0], details=str(e)),
+                  *checks.findings_cases(console, "boot"))
+        return
+    guest = machine.guest
+    boot_props = {"boot_to_ssh_s": f"{machine.times.to_ssh:.2f}"}
+    from .vm.machine import kernel_time_to_init
+    k2i = kernel_time_to_init(machine.console_text())
+    if k2i is not None:
+        boot_props["kernel_to_init_s"] = f"{k2i:.2f}"
+    uname = guest.run("uname -r", timeout=30).stdout.strip()
+    boot_props["uname_r"] = uname
+    say(f"guest up in {machine.times.to_ssh:.1f}s ({machine.accel.accel}), uname -r {uname}")
+    store.add(suite, CaseResult("boot", Status.PASSED, machine.times.to_ssh,
+                                output=f"reached SSH in {machine.times.to_ssh:.1f}s under "
+                                       f"{machine.accel.accel}",
+                                properties=boot_props))
+    seen: set[str] = set()
+    store.add(suite, *checks.findings_cases(machine.console_text(), "boot", seen))
+    workloads = unit.cell.workloads
+    for i, entry in enumerate(workloads):
+        env.progress.set(unit.id, f"workload {i + 1} of {len(workloads)}: {entry.name}")
+        if not _run_workload(i, entry, machine, kernel, udir, store, suite, seen, say):
+            store.add(suite, *[
+                CaseResult(later.name, Status.SKIPPED, classname=later.name,
+                           kind=CaseKind.NOT_RUN,
+                           message=f"not run: the guest died during {entry.name}")
+                for later in workloads[i + 1:]])
+            break
 
 
 def _boot_kind(console: str) -> CaseKind:
     return CaseKind.PANIC if "Kernel panic" in console else CaseKind.BOOT
 
 
-def _run_workload(i, entry, machine: Machine, kernel, out, store, suite, seen) -> bool:
+def _run_workload(i, entry, machine, kernel, out: Path, store: RunStore, suite: SuiteResult,
+                  seen: set[str], say: Callable[[str], None]) -> bool:
     """Run one workload and its checks; False when the guest is gone."""
     guest = machine.guest
     wl = lookup(entry.name)(entry.options)
     wdir = out / f"{i:02d}-{entry.name}"
     ctx = WorkloadContext(guest=guest, outdir=wdir, timeout=entry.timeout,
-                          machine=machine, log=log, kernel=kernel)
+                          machine=machine, log=say, kernel=kernel)
     wdir.mkdir(parents=True, exist_ok=True)
     cursor = guest.kmsg_cursor()
     pins = checks.read_pins(guest)
-    log(f"workload {entry.name} (timeout {entry.timeout:g}s)")
+    say(f"workload {entry.name} (timeout {entry.timeout:g}s)")
     start = time.monotonic()
     alive = True
     try:
@@ -166,8 +365,9 @@ def _run_workload(i, entry, machine: Machine, kernel, out, store, suite, seen) -
         cases = [CaseResult(entry.name, Status.FAILED, time.monotonic() - start, kind=kind,
                             message=f"{kind}: {e}", details=console[-20000:])]
     except InfraError as e:
-        cases = [CaseResult(entry.name, Status.ERROR, time.monotonic() - start, kind=CaseKind.INFRA,
-                            message=str(e).splitlines()[0], details=str(e))]
+        cases = [CaseResult(entry.name, Status.ERROR, time.monotonic() - start,
+                            kind=CaseKind.INFRA, message=str(e).splitlines()[0],
+                            details=str(e))]
     for c in cases:
         c.classname = c.classname or entry.name
     store.add(suite, *cases)
@@ -180,5 +380,5 @@ def _run_workload(i, entry, machine: Machine, kernel, out, store, suite, seen) -
     else:
         console = machine.console_text()
         store.add(suite, *checks.findings_cases(console, entry.name, seen))
-        log(f"guest is gone after {entry.name}; remaining workloads are not run")
+        say(f"guest is gone after {entry.name}; remaining workloads are not run")
     return alive and machine.running

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import threading
 import time
 from pathlib import Path
 
@@ -19,39 +20,60 @@ def write_atomic(path: Path, text: str) -> None:
     os.replace(tmp, path)
 
 
+SUMMARY_FORMAT = 2
+
+
 class RunStore:
-    def __init__(self, out: Path, meta: dict):
+    """summary.json (format 2): the run's metadata, its cells, and a suite
+    per boot; see the README's Results section. Safe to use from the
+    threads of parallel cells."""
+
+    def __init__(self, out: Path, meta: dict, cells: list[dict] | None = None):
         self.out = out
         self.out.mkdir(parents=True, exist_ok=True)
         self.suites: list[SuiteResult] = []
-        self.meta = dict(meta, started=time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        self.meta = dict(format=SUMMARY_FORMAT, run_id=out.name, **meta,
+                         started=time.strftime("%Y-%m-%dT%H:%M:%S%z"),
                          state=str(RunState.RUNNING))
+        self.cells = list(cells or [])
+        self.exit_override: int | None = None
+        self._lock = threading.RLock()
         self.flush()
 
     def suite(self, name: str, properties: dict | None = None) -> SuiteResult:
         s = SuiteResult(name, dict(properties or {}),
                         timestamp=time.strftime("%Y-%m-%dT%H:%M:%S"))
-        self.suites.append(s)
-        self.flush()
+        with self._lock:
+            self.suites.append(s)
+            self.flush()
         return s
 
     def add(self, suite: SuiteResult, *cases: CaseResult) -> None:
-        suite.cases.extend(cases)
-        self.flush()
+        with self._lock:
+            suite.cases.extend(cases)
+            self.flush()
+
+    def summary(self) -> dict:
+        with self._lock:
+            return dict(self.meta, exit_code=self.exit_code(), cells=self.cells,
+                        suites=[s.to_dict() for s in self.suites])
 
     def flush(self) -> None:
-        write_atomic(self.out / "junit.xml", junit.render(self.suites))
-        write_atomic(self.out / "summary.json", json.dumps(
-            dict(self.meta, exit_code=self.exit_code(), suites=[s.to_dict() for s in self.suites]),
-            indent=1))
+        with self._lock:
+            write_atomic(self.out / "junit.xml", junit.render(self.suites))
+            write_atomic(self.out / "summary.json", json.dumps(self.summary(), indent=1))
 
-    def finish(self, state: RunState = RunState.FINISHED) -> int:
-        self.meta["state"] = str(state)
-        self.meta["ended"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
-        self.flush()
-        return self.exit_code()
+    def finish(self, state: RunState = RunState.FINISHED, exit_code: int | None = None) -> int:
+        with self._lock:
+            self.meta["state"] = str(state)
+            self.meta["ended"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
+            self.exit_override = exit_code
+            self.flush()
+            return self.exit_code()
 
     def exit_code(self) -> int:
+        if self.exit_override is not None:
+            return self.exit_override
         cases = [c for s in self.suites for c in s.cases]
         if any(c.status is Status.FAILED for c in cases):
             return 1

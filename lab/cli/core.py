@@ -16,7 +16,20 @@ def register(sub) -> None:
     p.add_argument("job", help="job file (YAML), e.g. jobs/smoke.yaml")
     p.add_argument("-o", "--output", help="result directory (default runs/<id>)")
     p.add_argument("--dry-run", action="store_true", help="print the qemu argv and exit")
+    p.add_argument("--cell", action="append", metavar="ID",
+                   help="run only this cell (repeatable); ids from `lab matrix JOB --list`")
+    p.add_argument("--shard", metavar="I/N", help="run shard I of N of the cells")
     p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("matrix", help="the cells a job expands into",
+                       description="List the cells of a job's matrix: one line per cell, "
+                                   "its id (made of names, stable across edits elsewhere in "
+                                   "the file), kernel, variant, workload set and baseline.")
+    p.add_argument("job", help="job file (YAML)")
+    p.add_argument("--list", action="store_true", help="list the cells (the default)")
+    p.add_argument("--cell", action="append", metavar="ID", help="only these cells")
+    p.add_argument("--shard", metavar="I/N", help="only shard I of N")
+    p.set_defaults(func=cmd_matrix)
 
     p = sub.add_parser("boot", help="boot a kernel and open a shell or run one command")
     p.add_argument("--kernel", default="distro",
@@ -57,35 +70,70 @@ def parse_kernel_arg(value: str):
     return KernelArtifact.from_dir(Path(value), field="--kernel")
 
 
-def cmd_run(args) -> int:
+def _cells(args):
     from ..job import load_job
+    from ..matrix import expand, parse_shard, select
     job = load_job(args.job)
+    shard = parse_shard(args.shard) if args.shard else None
+    return job, select(job, expand(job), args.cell, shard), shard
+
+
+def cmd_run(args) -> int:
+    job, cells, shard = _cells(args)
     if args.dry_run:
-        return _dry_run(job)
+        return _dry_run(job, cells)
     from ..runner import run_job
-    return run_job(job, Path(args.output) if args.output else None)
+    return run_job(job, Path(args.output) if args.output else None, cell_ids=args.cell,
+                   shard=shard)
 
 
-def _dry_run(job) -> int:
-    """Print the qemu argv the job would use (kernel and image must be available)."""
+def cmd_matrix(args) -> int:
+    job, cells, _ = _cells(args)
+    rows = [("cell", "kernel", "variant", "workloads", "baseline")]
+    rows += [(c.id, f"{c.kernel.name} ({c.kernel.spec.kind})", c.variant.name,
+              f"{c.workload_set.name} ({len(c.workloads)})", c.baseline or "-")
+             for c in cells]
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    for r in rows:
+        print("  ".join(v.ljust(w) for v, w in zip(r, widths)).rstrip())
+    print(f"{len(cells)} cell(s) x repeat {job.repeat} = {len(cells) * job.repeat} boot(s)",
+          file=sys.stderr)
+    return 0
+
+
+def _dry_run(job, cells) -> int:
+    """Print the qemu argv of each cell (its kernel and the image must be
+    available: a kernel to build is planned, and must be in the cache)."""
     from ..image.build import Image, cached
     from ..image.recipe import load_recipe
     from ..job import KernelKind
     from ..runner import boot_config, resolve_kernel
     from ..vm.machine import Machine
     import tempfile
-    if job.kernel.kind is KernelKind.BUILD:
-        raise UserError("--dry-run needs a built kernel: run `lab build` first", field="kernel")
-    kernel = resolve_kernel(job.kernel, None, None)
     recipe = load_recipe(job.image)
     image = cached(recipe) or Image(recipe.name, recipe.key,
                                     Path(f"<{recipe.name}-{recipe.key}>/rootfs.ext4"),
                                     Path("<key>"), "ssh-ed25519 AAAA", Path("."))
     m = job.machine
-    with tempfile.TemporaryDirectory() as d:
-        mach = Machine(boot_config(job, kernel, image), Path(d))
-        spec = mach.build_spec(ssh_port=10022, accel="tcg" if m.accel == "auto" else m.accel)
-        print(spec.shell())
+    for cell in cells:
+        spec = cell.kernel_spec
+        if spec.kind is KernelKind.BUILD:
+            from ..kernel.api import cached_outcome, plan
+            hit = cached_outcome(plan(spec.build))
+            if hit is None:
+                raise UserError(f"--dry-run needs cell {cell.id}'s kernel built: run "
+                                "`lab build` (or the job) first", file=str(job.path),
+                                field=f"kernels.{cell.kernel.name}")
+            kernel = hit.artifact
+        else:
+            kernel = resolve_kernel(spec).artifact
+        if len(cells) > 1:
+            print(f"# {cell.id}")
+        with tempfile.TemporaryDirectory() as d:
+            mach = Machine(boot_config(job, kernel, image, cell), Path(d))
+            argv = mach.build_spec(ssh_port=10022,
+                                   accel="tcg" if m.accel == "auto" else m.accel)
+            print(argv.shell())
     return 0
 
 

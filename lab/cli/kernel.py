@@ -90,12 +90,12 @@ def default_job() -> Path:
 
 
 def test_patch_handler(args) -> int:
-    """Build, then run the job with the built kernel; JUnit gets the apply and
-    build cases first. A series that does not apply or a build that fails
-    still writes JUnit (with those cases) and exits 1, without booting."""
+    """Run the job with a kernel built from the tree plus the series, through
+    the run core: JUnit gets the apply and build cases first; a series that
+    does not apply or a build that fails is written without booting, exit 1."""
     from ..job import KernelKind, KernelSpec, load_job
-    from ..runner import log, new_run_dir, run_job
-    from ..kernel.api import build_kernel
+    from ..kernel.api import plan
+    from ..runner import run_job
     spec = spec_from_args(args)
     if not spec.series:
         raise UserError("test-patch needs the patches to test: --series S (an mbox, a "
@@ -103,21 +103,6 @@ def test_patch_handler(args) -> int:
                         field="--series")
     job_path = args.job or default_job()
     job = load_job(job_path)          # bad job files fail before the long build
-    outcome = build_kernel(spec, progress=not args.no_progress)
-    if outcome.artifact is None:
-        report_failure(outcome.cases)
-        return write_cases_only(job, args.out or new_run_dir(job.name), outcome.cases, log)
-    log(f"kernel {outcome.artifact.release}: {outcome.artifact_dir}"
-        + (" (cached)" if outcome.cached else ""))
-    job = job.with_kernel(KernelSpec(KernelKind.ARTIFACT, path=outcome.artifact_dir))
-    return run_job(job, args.out, extra_cases=outcome.cases)
-
-
-def write_cases_only(job, out: Path, cases, log) -> int:
-    from ..store import RunStore
-    store = RunStore(Path(out), {"job": str(job.path), "name": job.name, "argv": sys.argv})
-    suite = store.suite(job.name, {"job_file": str(job.path)})
-    store.add(suite, *cases)
-    code = store.finish()
-    log(f"kernel not built; results in {Path(out) / 'junit.xml'}")
-    return code if code != EXIT_OK else EXIT_TESTS_FAILED
+    plan(spec)                        # and so do a bad series or fragment
+    job = job.with_kernel(KernelSpec(KernelKind.BUILD, build=spec), name="patched")
+    return run_job(job, args.out)

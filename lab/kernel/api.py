@@ -102,7 +102,7 @@ def plan(spec: BuildSpec) -> BuildPlan:
     return BuildPlan(spec, tree, series, fragments, cc, compiler, config_hash, key)
 
 
-def _cached_outcome(p: BuildPlan) -> BuildOutcome | None:
+def cached_outcome(p: BuildPlan) -> BuildOutcome | None:
     adir = p.artifact_dir
     hit = b.cached_artifact(adir)
     if hit is None:
@@ -121,18 +121,19 @@ def _cached_outcome(p: BuildPlan) -> BuildOutcome | None:
         cached=True)
 
 
-def build_kernel(spec: BuildSpec, *, progress: bool = True) -> BuildOutcome:
+def build_kernel(spec: BuildSpec, *, progress: bool = True,
+                 planned: BuildPlan | None = None) -> BuildOutcome:
     """Build (or find in the cache) the kernel `spec` describes.
 
     Bad input raises UserError; a series that does not apply or a build that
     fails is an outcome with a FAILED case and exit code 1."""
-    p = plan(spec)
-    hit = _cached_outcome(p)
+    p = planned or plan(spec)
+    hit = cached_outcome(p)
     if hit is not None:
         return hit
     with ksource.tree_lock(p.tree.tree_id):
         # another lab process may have built it while we waited for the lock
-        return _cached_outcome(p) or _build_locked(p, progress)
+        return cached_outcome(p) or _build_locked(p, progress)
 
 
 def _build_locked(p: BuildPlan, progress: bool) -> BuildOutcome:

@@ -70,16 +70,12 @@ class BuildSpec:
         if not isinstance(ls, bool):
             raise UserError("must be true or false", file=file, field=sub("linux_source"))
         series = _str_list(d.get("series"), file, sub("series"))
-        fragments = _str_list(d.get("fragments"), file, sub("fragments"))
-        if "fragments" in d and not fragments:
-            raise UserError("must name at least one fragment (e.g. [lab])", file=file,
-                            field=sub("fragments"))
         base = Path(file).parent if file else Path(".")
+        fragments = (fragment_list(d["fragments"], file=file, field=sub("fragments"),
+                                   base=base) if "fragments" in d else ())
         tree_path = _rel(tree, base) if tree else None
         series = tuple(s if ".." in s and not _rel(s, base).exists() else str(_rel(s, base))
                        for s in series)
-        fragments = tuple(str(_rel(f, base)) if ("/" in f or f.endswith(".config")) else f
-                          for f in fragments)
         try:
             return cls(tree=tree_path, ref=ref, linux_source=ls, series=series,
                        fragments=fragments or DEFAULT_FRAGMENTS)
@@ -91,6 +87,16 @@ class BuildSpec:
         src = f"{self.tree}@{self.ref or 'HEAD'}" if self.tree else "linux-source"
         s = f" + {', '.join(self.series)}" if self.series else ""
         return f"{src}{s} [{', '.join(self.fragments)}]"
+
+
+def fragment_list(raw, *, file: str, field: str, base: Path) -> tuple[str, ...]:
+    """Config fragments as a job names them: names in kernels/fragments, or
+    paths (relative to the job file's directory when they exist there)."""
+    fragments = _str_list(raw, file, field)
+    if not fragments:
+        raise UserError("must name at least one fragment (e.g. [lab])", file=file, field=field)
+    return tuple(str(_rel(f, base)) if ("/" in f or f.endswith(".config")) else f
+                 for f in fragments)
 
 
 def _str_list(v, file: str, field: str) -> tuple[str, ...]:

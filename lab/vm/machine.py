@@ -12,19 +12,17 @@ import socket
 import subprocess
 import tempfile
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 from .. import proc
 from ..errors import InfraError
 from ..guest.base import GuestUnreachable
 from ..guest.ssh import SSHGuest
-from ..image.build import Image
 from ..image.modules import initramfs, modules_disk
-from ..kernel.artifact import KernelArtifact
 from . import accel as accel_mod
 from .devices import (Device, Nvdimm, NvmeDrive, QmpSocket, SerialSocket, UserNet,
                       VirtioBlk, VirtioRng)
+from .base import BootConfig, BootError, BootTimes
 from .pvh import pvh_kernel
 from .qmp import Qmp
 from .spec import MachineSpec, kernel_cmdline
@@ -32,35 +30,6 @@ from .spec import MachineSpec, kernel_cmdline
 QEMU = "qemu-system-x86_64"
 SSHD_MARKER = b"lab-init: sshd started"   # printed by lab/image/lab-init.sh
 FALLBACK_CONNECT_AFTER = 20.0             # seconds, for images without the marker
-
-
-class BootError(InfraError):
-    """The guest did not come up; carries the console tail."""
-
-
-@dataclass(frozen=True)
-class BootConfig:
-    kernel: KernelArtifact
-    image: Image
-    memory_mb: int = 2048
-    cpus: int = 2
-    nvme_mb: int = 1024
-    pmem_mb: int = 0
-    hung_task_timeout: int = 0
-    extra_cmdline: str = ""
-    boot_timeout: float = 180.0
-    accel: str | None = None        # None: probe
-    pvh: bool = True                # boot the vmlinux at its PVH entry when possible
-
-
-@dataclass
-class BootTimes:
-    started: float = 0.0
-    ssh_ready: float = 0.0
-
-    @property
-    def to_ssh(self) -> float:
-        return self.ssh_ready - self.started
 
 
 def free_port() -> int:
@@ -256,6 +225,12 @@ class Machine:
             proc.terminate(self.proc, grace=2.0)
         shutil.rmtree(self.sockdir, ignore_errors=True)
         shutil.rmtree(self.diskdir, ignore_errors=True)
+
+    def kill(self) -> None:
+        """Kill qemu now, from any thread (Ctrl-C of a matrix run): the thread
+        using this machine then sees a dead guest and cleans up with stop()."""
+        if self.proc is not None:
+            proc.terminate(self.proc, grace=1.0)
 
     # --- evidence ---------------------------------------------------------
     @property

@@ -230,36 +230,47 @@ def test_lab_build_needs_a_source():
 
 @pytest.fixture
 def fake_job(tmp_path, monkeypatch):
-    from lab import job as jobmod
-    from lab import runner
-    j = jobmod.Job(name="t", path=tmp_path / "t.yaml", kernel=jobmod.KernelSpec("distro"),
-                   image="debian-bookworm")
-    monkeypatch.setattr(jobmod, "load_job", lambda p: j)
-    calls = []
+    """A job with one shell workload, booted on lab's FakeMachine."""
+    from lab.vm.fake import FakeMachineFactory
+    factory = fake_boot(monkeypatch, tmp_path)
+    (tmp_path / "t.yaml").write_text(
+        "kernel: distro\nimage: debian-bookworm\n"
+        "workloads:\n  - shell: {command: 'echo hi', case: hello}\n")
+    return factory
 
-    def run_job(job, out_dir=None, extra_cases=()):
-        calls.append((job, out_dir, list(extra_cases)))
-        return 0
-    monkeypatch.setattr(runner, "run_job", run_job)
-    return calls
+
+def fake_boot(monkeypatch, tmp_path):
+    from lab import runner
+    from lab.image.build import Image
+    from lab.vm.fake import FakeMachineFactory
+    factory = FakeMachineFactory()
+    monkeypatch.setattr(runner, "default_machine_factory", factory)
+    monkeypatch.setattr(runner, "ensure_image", lambda recipe, log=None: Image(
+        "fake", "k", tmp_path / "rootfs", tmp_path / "key", "ssh-ed25519 AAAA", tmp_path))
+    return factory
 
 
 def test_test_patch_runs_the_job_with_the_built_kernel(tree, fragment, tmp_path, fake_job):
     p = patch_file(tree, tmp_path, "return 0;", "return 1;")
     args = parse(["test-patch", "--tree", str(tree), "--series", p, "--fragment", fragment,
-                  "--job", "t.yaml", "-o", str(tmp_path / "out"), "--no-progress"])
+                  "--job", str(tmp_path / "t.yaml"), "-o", str(tmp_path / "out"),
+                  "--no-progress"])
     assert args.func(args) == 0
-    (job, out, cases), = fake_job
-    assert job.kernel.kind == "artifact" and (job.kernel.path / "bzImage").exists()
-    assert [c.name for c in cases] == ["apply", "build"] and out == tmp_path / "out"
+    m, = fake_job.machines
+    assert (Path(m.cfg.kernel.origin) / "bzImage").exists() and m.cfg.kernel.origin != "distro"
+    summary = json.loads((tmp_path / "out" / "summary.json").read_text())
+    (suite,) = summary["suites"]
+    assert [c["name"] for c in suite["cases"]][:4] == ["apply", "build", "boot", "hello"]
+    assert suite["properties"]["kernel"] == "patched"
 
 
 def test_test_patch_failure_writes_junit_without_booting(tree, fragment, tmp_path, fake_job):
     p = patch_file(tree, tmp_path, "return 0;", "#error nope\n\treturn 0;")
     args = parse(["test-patch", "--tree", str(tree), "--series", p, "--fragment", fragment,
-                  "--job", "t.yaml", "-o", str(tmp_path / "out"), "--no-progress"])
+                  "--job", str(tmp_path / "t.yaml"), "-o", str(tmp_path / "out"),
+                  "--no-progress"])
     assert args.func(args) == 1
-    assert fake_job == []
+    assert fake_job.machines == []
     junit = (tmp_path / "out" / "junit.xml").read_text()
     assert 'name="apply"' in junit and 'name="build"' in junit and "error: nope" in junit
 
