@@ -20,3 +20,27 @@ def tree(tmp_path, monkeypatch) -> Path:
     git(t, "add", "-A")
     git(t, "commit", "-qm", "base")
     return t
+
+
+def make_artifact(d: Path, release: str) -> Path:
+    """A kernel artifact directory as `lab build` leaves it (enough to boot a
+    FakeMachine): a bzImage and metadata.json naming the release."""
+    d.mkdir(parents=True, exist_ok=True)
+    (d / "bzImage").write_bytes(b"not a kernel")
+    (d / "metadata.json").write_text(f'{{"release": "{release}"}}')
+    return d
+
+
+@pytest.fixture
+def fake_lab(tmp_path, monkeypatch):
+    """The runner with lab's FakeMachine and a fake image (no qemu, no
+    mmdebstrap); returns the factory, whose .script says what goes wrong."""
+    from lab import runner
+    from lab.image.build import Image
+    from lab.vm.fake import FakeMachineFactory
+    factory = FakeMachineFactory()
+    monkeypatch.setattr(runner, "default_machine_factory", factory)
+    monkeypatch.setattr(runner, "ensure_image", lambda recipe, log=None: Image(
+        "fake", "k", tmp_path / "rootfs", tmp_path / "key", "ssh-ed25519 AAAA", tmp_path))
+    monkeypatch.setenv("LAB_RUNS_DIR", str(tmp_path / "runs"))
+    return factory

@@ -229,25 +229,12 @@ def test_lab_build_needs_a_source():
 # --- test-patch -------------------------------------------------------------------
 
 @pytest.fixture
-def fake_job(tmp_path, monkeypatch):
+def fake_job(tmp_path, fake_lab):
     """A job with one shell workload, booted on lab's FakeMachine."""
-    from lab.vm.fake import FakeMachineFactory
-    factory = fake_boot(monkeypatch, tmp_path)
     (tmp_path / "t.yaml").write_text(
         "kernel: distro\nimage: debian-bookworm\n"
         "workloads:\n  - shell: {command: 'echo hi', case: hello}\n")
-    return factory
-
-
-def fake_boot(monkeypatch, tmp_path):
-    from lab import runner
-    from lab.image.build import Image
-    from lab.vm.fake import FakeMachineFactory
-    factory = FakeMachineFactory()
-    monkeypatch.setattr(runner, "default_machine_factory", factory)
-    monkeypatch.setattr(runner, "ensure_image", lambda recipe, log=None: Image(
-        "fake", "k", tmp_path / "rootfs", tmp_path / "key", "ssh-ed25519 AAAA", tmp_path))
-    return factory
+    return fake_lab
 
 
 def test_test_patch_runs_the_job_with_the_built_kernel(tree, fragment, tmp_path, fake_job):

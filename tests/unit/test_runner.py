@@ -1,0 +1,179 @@
+"""The runner's order of steps, through lab's FakeMachine (no qemu): what a
+boot failure, a dead guest, a timeout and a kernel finding produce, that a
+failing cell does not stop the others, and that parallel cells never
+oversubscribe the host."""
+
+import json
+
+from lab.job import load_job
+from lab.results import Status
+from lab.runner import run_job
+from lab.schedule import Resources
+from lab.vm.fake import FakeScript
+
+from .conftest import make_artifact
+
+WORKLOADS = """
+  - shell: {command: "first-step", case: one}
+  - shell: {command: "second-step", case: two}
+  - shell: {command: "third-step", case: three}
+"""
+
+
+def single(tmp_path, workloads=WORKLOADS, extra=""):
+    art = make_artifact(tmp_path / "art", "6.1-fake")
+    p = tmp_path / "j.yaml"
+    p.write_text(f"name: j\nkernel: {{artifact: {art}}}\nimage: debian-bookworm\n"
+                 f"machine: {{cpus: 2, memory_mb: 1024}}\n{extra}workloads:{workloads}")
+    return load_job(p)
+
+
+def run(job, tmp_path, **kw):
+    out = tmp_path / "out"
+    code = run_job(job, out, live=False, **kw)
+    return code, json.loads((out / "summary.json").read_text())
+
+
+def cases(summary, suite=0):
+    return [(c["name"], c["status"], c["kind"]) for c in summary["suites"][suite]["cases"]]
+
+
+def test_every_workload_runs_in_order_and_passes(tmp_path, fake_lab):
+    code, s = run(single(tmp_path), tmp_path)
+    assert code == 0 and s["state"] == "finished" and s["exit_code"] == 0
+    names = [c[0] for c in cases(s)]
+    assert names == ["boot", "one", "pin-balance", "two", "pin-balance", "three",
+                     "pin-balance"]
+    cmds = fake_lab.machines[0].guest.commands
+    order = [next(i for i, c in enumerate(cmds) if w in c)
+             for w in ("first-step", "second-step", "third-step")]
+    assert order == sorted(order)
+    assert s["format"] == 2 and s["cells"][0]["id"] == "default"
+
+
+def test_boot_failure_is_a_failed_boot_and_nothing_runs(tmp_path, fake_lab):
+    fake_lab.script = FakeScript(boot_fails=True)
+    code, s = run(single(tmp_path), tmp_path)
+    assert code == 1
+    assert cases(s) == [("boot", "failed", "boot")]
+    assert fake_lab.machines[0].guest is None and fake_lab.running == []
+
+
+def test_panic_during_boot_is_a_panic_with_its_report(tmp_path, fake_lab):
+    fake_lab.script = FakeScript(boot_panics=True)
+    code, s = run(single(tmp_path), tmp_path)
+    assert code == 1 and cases(s)[0] == ("boot", "failed", "panic")
+    assert any(c[2] == "panic" and c[0].startswith("kernel panic") for c in cases(s)[1:]) \
+        or "Kernel panic" in (tmp_path / "out" / "console.log").read_text()
+
+
+def test_dead_guest_fails_its_workload_and_the_rest_are_not_run(tmp_path, fake_lab):
+    fake_lab.script = FakeScript(panic_on="second-step")
+    code, s = run(single(tmp_path), tmp_path)
+    assert code == 1
+    got = cases(s)
+    assert ("one", "passed", "") in got
+    assert ("shell", "failed", "panic") in got
+    assert ("shell", "skipped", "not-run") in got      # the third workload
+    skipped = [c for c in s["suites"][0]["cases"] if c["kind"] == "not-run"]
+    assert "the guest died during shell" in skipped[0]["message"]
+    assert not fake_lab.running
+
+
+def test_a_timeout_is_investigated_not_a_crash(tmp_path, fake_lab):
+    fake_lab.script = FakeScript(hang_on="second-step")
+    code, s = run(single(tmp_path), tmp_path)
+    assert code == 1
+    two = [c for c in s["suites"][0]["cases"] if c["name"] == "two"]
+    assert two and two[0]["status"] == "failed" and two[0]["kind"] in ("timeout", "deadlock")
+    assert ("three", "passed", "") in cases(s)       # the guest still answers
+
+
+def test_a_kernel_warning_is_its_own_failed_case(tmp_path, fake_lab):
+    fake_lab.script = FakeScript(warn_on="first-step")
+    code, s = run(single(tmp_path), tmp_path)
+    assert code == 1
+    warn = [c for c in s["suites"][0]["cases"] if c["kind"] == "warning"]
+    assert [w["name"] for w in warn] == ["WARNING in unpin_user_pages"]
+    assert warn[0]["classname"] == "shell" and warn[0]["properties"]["signature"]
+    assert ("one", "passed", "") in cases(s)
+
+
+def test_job_settings_reach_the_machine(tmp_path, fake_lab):
+    job = single(tmp_path, extra="hung_task_timeout: 7\n")
+    run(job, tmp_path)
+    cfg = fake_lab.machines[0].cfg
+    assert (cfg.cpus, cfg.memory_mb, cfg.hung_task_timeout) == (2, 1024, 7)
+
+
+MATRIX = """
+name: mx
+image: debian-bookworm
+machine: {{cpus: 1, memory_mb: 512}}
+kernels:
+  good: {{artifact: {good}}}
+  bad: {{artifact: {bad}}}
+variants:
+  a: {{cmdline: "lab.variant=a"}}
+  b: {{cmdline: "lab.variant=b"}}
+workloads:
+  w: [{{shell: {{command: "work", case: w}}}}]
+repeat: 2
+"""
+
+
+def matrix(tmp_path):
+    good = make_artifact(tmp_path / "good", "6.1-good")
+    bad = make_artifact(tmp_path / "bad", "6.1-bad")
+    p = tmp_path / "mx.yaml"
+    p.write_text(MATRIX.format(good=good, bad=bad))
+    return load_job(p)
+
+
+def test_parallel_cells_never_oversubscribe_and_all_run(tmp_path, fake_lab):
+    fake_lab.script = FakeScript(boot_seconds=0.2)
+    code, s = run(matrix(tmp_path), tmp_path, resources=Resources(cores=2, memory_mb=4096))
+    assert code == 0
+    assert len(s["suites"]) == 8 and len(fake_lab.machines) == 8
+    assert fake_lab.peak_cpus <= 2 and fake_lab.peak_machines == 2
+    assert {c["id"] for c in s["cells"]} == {"good.a.w", "good.b.w", "bad.a.w", "bad.b.w"}
+    assert sorted(x["name"] for x in s["suites"]) == sorted(
+        f"{c}#{r}" for c in ("good.a.w", "good.b.w", "bad.a.w", "bad.b.w") for r in (1, 2))
+    assert (tmp_path / "out" / "good.a.w" / "r2").is_dir()
+    cmdlines = {m.cfg.extra_cmdline for m in fake_lab.machines}
+    assert cmdlines == {"lab.variant=a", "lab.variant=b"}
+
+
+def test_memory_limits_parallelism_too(tmp_path, fake_lab):
+    fake_lab.script = FakeScript(boot_seconds=0.1)
+    run(matrix(tmp_path), tmp_path, resources=Resources(cores=8, memory_mb=1600))
+    assert fake_lab.peak_machines == 2      # (512 + 256) x 2 fits in 1600, x 3 does not
+
+
+def test_a_failing_cell_does_not_stop_the_others(tmp_path, fake_lab):
+    fake_lab.scripts = {"6.1-bad": FakeScript(boot_fails=True)}
+    code, s = run(matrix(tmp_path), tmp_path, resources=Resources(cores=2, memory_mb=4096))
+    assert code == 1 and s["state"] == "finished"
+    by_cell = {}
+    for suite in s["suites"]:
+        by_cell.setdefault(suite["properties"]["cell"], []).append(suite)
+    for cid in ("good.a.w", "good.b.w"):
+        assert all(st["counts"]["failed"] == 0 and st["counts"]["passed"] == 2
+                   for st in by_cell[cid])
+    for cid in ("bad.a.w", "bad.b.w"):
+        assert all(st["cases"][0]["name"] == "boot" and st["cases"][0]["status"] == "failed"
+                   for st in by_cell[cid])
+
+
+def test_cell_and_shard_run_a_subset(tmp_path, fake_lab):
+    job = matrix(tmp_path)
+    code, s = run(job, tmp_path, cell_ids=["bad.b.w"])
+    assert [x["name"] for x in s["suites"]] == ["bad.b.w#1", "bad.b.w#2"]
+    code, s = run(job, tmp_path, shard=(2, 2))
+    assert {c["id"] for c in s["cells"]} == {"good.b.w", "bad.b.w"}
+
+
+def test_single_boot_keeps_results_at_the_top(tmp_path, fake_lab):
+    run(single(tmp_path), tmp_path)
+    assert (tmp_path / "out" / "00-shell").is_dir()
+    assert Status.PASSED.value == "passed"
