@@ -191,7 +191,7 @@ def cell_of(suite_name: str, properties: Mapping[str, str], known: Iterable[str]
 
 def cell_ids(summary: dict) -> list[str]:
     """Every cell of a run, planned ones first, in the run's order."""
-    return list(_group(summary))
+    return list(suites_by_cell(summary))
 
 
 def _dict(value) -> dict:
@@ -202,7 +202,7 @@ def _list(value) -> list:
     return value if isinstance(value, list) else []
 
 
-def _group(summary: dict) -> dict[str, tuple[dict, list[dict]]]:
+def suites_by_cell(summary: dict) -> dict[str, tuple[dict, list[dict]]]:
     """cell id -> (cell entry, its suites). Tolerates a crashed run's missing
     keys, and legacy runs with no `cells` (each suite its own cell)."""
     out: dict[str, tuple[dict, list[dict]]] = {}
@@ -259,7 +259,7 @@ def classify(summary: dict, previous: Previous,
     previous run of the same job, None when the cell never ran before.
     `previous_runs` optionally maps cell id -> that previous run's id, only
     for display."""
-    groups = _group(summary)
+    groups = suites_by_cell(summary)
     failed = {cid: _failed_keys(suites) for cid, (_, suites) in groups.items()}
     cells = []
     for cid, (entry, suites) in groups.items():
@@ -447,4 +447,4 @@ def _markdown(report: RunReport) -> str:
 
 __all__ = ["Novelty", "Verdict", "Outcome", "Format", "Problem", "Gone", "ErrorCase",
            "CellReport", "RunReport", "problem_key", "original_status", "cell_of", "cell_ids",
-           "classify", "apply", "render"]
+           "suites_by_cell", "classify", "apply", "render"]
