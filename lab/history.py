@@ -14,11 +14,11 @@ import os
 import sqlite3
 import time
 from dataclasses import dataclass
-from datetime import datetime
 from pathlib import Path
 
 from .errors import InfraError
 from .report import cell_ids, classify, original_status, problem_key, suites_by_cell
+from .results import epoch
 
 SCHEMA_VERSION = 1
 BUSY_TIMEOUT_S = 60.0
@@ -91,18 +91,6 @@ def job_name_of(summary: dict) -> str:
     return str(summary.get("name") or Path(str(summary.get("job") or "")).stem)
 
 
-def _timestamp(text) -> float:
-    """Seconds since the epoch for ordering; 0 when unknown (sorts first)."""
-    if not isinstance(text, str) or not text:
-        return 0.0
-    for parse in (lambda t: datetime.strptime(t, "%Y-%m-%dT%H:%M:%S%z"), datetime.fromisoformat):
-        try:
-            return parse(text).timestamp()
-        except ValueError:
-            continue
-    return 0.0
-
-
 class History:
     """One history file. Connections are short-lived: one a call."""
 
@@ -158,7 +146,7 @@ class History:
             con.execute("INSERT INTO runs VALUES (?,?,?,?,?,?,?,?,?,?,?)", (
                 run_id, job_name_of(summary), summary.get("job"),
                 str(run_dir) if run_dir else None, summary.get("started"),
-                _timestamp(summary.get("started")), summary.get("ended"), summary.get("state"),
+                epoch(summary.get("started")) or 0.0, summary.get("ended"), summary.get("state"),
                 report.exit_code, summary.get("format") or 1,
                 time.strftime("%Y-%m-%dT%H:%M:%S%z")))
             con.executemany("INSERT INTO cells VALUES (?,?,?,?,?,?,?,?,?,?)", [
