@@ -116,3 +116,18 @@ def test_default_path_follows_the_environment(monkeypatch, tmp_path):
     assert default_path() == tmp_path / "lab" / "history.sqlite"
     monkeypatch.setenv("LAB_HISTORY", "/x/h.sqlite")
     assert str(default_path()) == "/x/h.sqlite"
+
+
+def test_lab_report_records_and_compares_with_the_previous_run(tmp_path, monkeypatch, capsys):
+    import json
+
+    from lab.cli import main
+    monkeypatch.setenv("LAB_HISTORY", str(tmp_path / "h.sqlite"))
+    monkeypatch.setenv("LAB_RUNS_DIR", str(tmp_path / "runs"))
+    for i, fails in enumerate([[WARN, "old"], [WARN]], 1):
+        (tmp_path / "runs" / f"r{i}").mkdir(parents=True)
+        (tmp_path / "runs" / f"r{i}" / "summary.json").write_text(json.dumps(run(f"r{i}", i, {"a": fails})))
+        assert main(["report", "--record", str(tmp_path / "runs" / f"r{i}")]) == 0
+    assert "  known:\n    " + WARN + "\n  gone:\n    old" in capsys.readouterr().out
+    assert main(["report", str(tmp_path / "missing")]) == 3
+    assert capsys.readouterr().out == ""  # bad input: an error on stderr, no report

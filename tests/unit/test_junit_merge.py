@@ -64,3 +64,13 @@ def test_merged_summaries_judge_a_series_against_a_baseline_from_another_shard()
 def test_merge_summaries_rejects_what_is_not_a_summary():
     with pytest.raises(UserError, match="x.json"):
         merge_summaries([{"suites": []}, ["not", "a", "dict"]], ["ok.json", "x.json"])
+
+
+def test_lab_junit_merge_writes_out_and_rejects_bad_input(tmp_path):
+    from lab.cli import main
+    (tmp_path / "a.xml").write_text(shard("a#1", Status.FAILED))
+    (tmp_path / "b.xml").write_text("{}")
+    assert main(["junit", "merge", str(tmp_path / "m.xml"), str(tmp_path / "a.xml")]) == 0
+    assert ET.parse(tmp_path / "m.xml").getroot().get("failures") == "1"
+    assert main(["junit", "merge", str(tmp_path / "n.xml"), str(tmp_path / "b.xml")]) == 3
+    assert not (tmp_path / "n.xml").exists()
