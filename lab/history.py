@@ -147,7 +147,7 @@ class History:
                 run_id, job_name_of(summary), summary.get("job"),
                 str(run_dir) if run_dir else None, summary.get("started"),
                 epoch(summary.get("started")) or 0.0, summary.get("ended"), summary.get("state"),
-                report.exit_code, summary.get("format") or 1,
+                _exit_code(summary, report.exit_code), summary.get("format") or 1,
                 time.strftime("%Y-%m-%dT%H:%M:%S%z")))
             con.executemany("INSERT INTO cells VALUES (?,?,?,?,?,?,?,?,?,?)", [
                 (run_id, c.id, c.kernel, c.variant, c.workloads, c.baseline, int(c.reference),
@@ -214,6 +214,13 @@ class History:
             " ORDER BY r.started_ts DESC, r.run_id DESC LIMIT ?2", (job_name, limit))
         return [RunRow(rid, name, job or "", run_dir or "", started or "", state or "", code, nc, np)
                 for rid, name, job, run_dir, started, state, code, nc, np in rows]
+
+
+def _exit_code(summary: dict, classified: int) -> int:
+    """What the run exited with (130, 3 included); classified when it
+    crashed before saying."""
+    code = summary.get("exit_code")
+    return code if isinstance(code, int) and not isinstance(code, bool) else classified
 
 
 def _case_rows(run_id: str, summary: dict) -> list[tuple]:

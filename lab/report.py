@@ -263,7 +263,7 @@ def classify(summary: dict, previous: Previous,
     failed = {cid: _failed_keys(suites) for cid, (_, suites) in groups.items()}
     cells = []
     for cid, (entry, suites) in groups.items():
-        baseline = entry.get("baseline") or None
+        baseline = str(entry["baseline"]) if entry.get("baseline") else None
         base_keys = failed.get(baseline, {}) if baseline else {}
         prev = previous(cid)
         problems = tuple(
