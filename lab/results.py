@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass, field
+from datetime import datetime
 
 
 class Status(enum.Enum):
@@ -47,6 +48,20 @@ class RunState(enum.StrEnum):
     INTERRUPTED = "interrupted"
     BAD_INPUT = "bad-input"
     CRASHED = "crashed"
+
+
+def epoch(stamp) -> float | None:
+    """Seconds since the epoch of a time summary.json records
+    ("2026-11-30T01:02:03+0000"), None when absent or unreadable: shards on
+    hosts in different zones are ordered by instant, not by text."""
+    if not isinstance(stamp, str) or not stamp:
+        return None
+    for parse in (lambda t: datetime.strptime(t, "%Y-%m-%dT%H:%M:%S%z"), datetime.fromisoformat):
+        try:
+            return parse(stamp).timestamp()
+        except ValueError:
+            continue
+    return None
 
 
 @dataclass
