@@ -120,8 +120,7 @@ def boot_config(job: Job, kernel: KernelArtifact, image: Image,
                       accel=None if m.accel == "auto" else m.accel)
 
 
-def run_job(job: Job, out_dir: Path | None = None,
-            extra_cases: list[CaseResult] | tuple = (), *,
+def run_job(job: Job, out_dir: Path | None = None, *,
             cell_ids: list[str] | None = None, shard: tuple[int, int] | None = None,
             machine_factory: MachineFactory | None = None,
             resources: Resources | None = None, live: bool | None = None) -> int:
@@ -140,8 +139,6 @@ def run_job(job: Job, out_dir: Path | None = None,
     env = RunEnv(job, out, store, progress, machine_factory or default_machine_factory,
                  resources or Resources(), single=len(todo) == 1)
     progress.log(todo[0].id, f"results in {out}")
-    if extra_cases:
-        store.add(store.suite(job.name, {"job_file": str(job.path)}), *extra_cases)
     try:
         _run_units(env, todo)
     except KeyboardInterrupt:
@@ -152,11 +149,41 @@ def run_job(job: Job, out_dir: Path | None = None,
         raise
     finally:
         progress.close()
-    code = store.finish()
+    code = _judge(env)
     c = {k: sum(s.counts()[k] for s in store.suites) for k in ("passed", "failed", "error",
                                                                "skipped")}
     log(f"{c['passed']} passed, {c['failed']} failed, {c['error']} errors, "
         f"{c['skipped']} skipped -> {out / 'junit.xml'}")
+    return code
+
+
+def _judge(env: RunEnv) -> int:
+    """Compare with the baseline cells of this run and with the previous run
+    of the job (lab/report.py), write that into the results, record the run
+    in the history store; the exit code follows the series' own failures.
+    An unusable history store costs the comparison, never the results."""
+    from .history import History, default_path
+    from .report import apply, classify, render
+    store = env.store
+    summary = store.summary()
+    history = None
+    previous = {}
+    try:
+        history = History(default_path())
+        previous = history.previous_for(summary, env.out)
+    except LabError as e:
+        log(f"history not used: {e}")
+    report = classify(summary, lambda cid: previous[cid].problems if cid in previous else None,
+                      {cid: p.run_id for cid, p in previous.items()})
+    apply(report, store.suites)
+    code = store.finish(RunState.FINISHED, exit_code=report.exit_code)
+    if history is not None:
+        try:
+            history.record(store.summary(), env.out)
+        except LabError as e:
+            log(f"run not recorded in the history: {e}")
+    if not env.single:
+        sys.stderr.write(render(report, "text"))
     return code
 
 

@@ -10,6 +10,12 @@ import pytest
 from .kerneltree import FAKE, git
 
 
+@pytest.fixture(autouse=True)
+def _own_history(tmp_path, monkeypatch):
+    """No unit test reads or writes the user's history store."""
+    monkeypatch.setenv("LAB_HISTORY", str(tmp_path / "history.sqlite"))
+
+
 @pytest.fixture
 def tree(tmp_path, monkeypatch) -> Path:
     """A git repository of the fake tree, with lab's cache in tmp_path."""

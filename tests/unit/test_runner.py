@@ -177,3 +177,51 @@ def test_single_boot_keeps_results_at_the_top(tmp_path, fake_lab):
     run(single(tmp_path), tmp_path)
     assert (tmp_path / "out" / "00-shell").is_dir()
     assert Status.PASSED.value == "passed"
+
+
+BASELINE = """
+name: bl
+image: debian-bookworm
+machine: {{cpus: 1, memory_mb: 512}}
+kernels:
+  base: {{artifact: {base}}}
+  series: {{artifact: {series}, baseline: base}}
+workloads: [{{shell: {{command: "work", case: w}}}}]
+"""
+
+
+def baseline_job(tmp_path):
+    base = make_artifact(tmp_path / "base", "6.1-base")
+    series = make_artifact(tmp_path / "series", "6.1-series")
+    p = tmp_path / "bl.yaml"
+    p.write_text(BASELINE.format(base=base, series=series))
+    return load_job(p)
+
+
+def warning_case(s, cell):
+    suite = next(x for x in s["suites"] if x["properties"]["cell"] == cell)
+    return next(c for c in suite["cases"] if c["name"] == "WARNING in unpin_user_pages")
+
+
+def test_a_finding_the_baseline_shows_too_does_not_fail_the_series(tmp_path, fake_lab):
+    fake_lab.script = FakeScript(warn_on="work")       # both kernels WARN
+    code, s = run(baseline_job(tmp_path), tmp_path)
+    assert code == 0 and s["exit_code"] == 0
+    series = warning_case(s, "series")
+    assert series["status"] == "skipped" and "pre-existing" in series["message"]
+    assert series["properties"]["outcome"] == "pre-existing"
+    assert warning_case(s, "base")["status"] == "failed"       # the truth about the base
+    junit = (tmp_path / "out" / "junit.xml").read_text()
+    assert "pre-existing: also seen on baseline base" in junit
+
+
+def test_a_finding_only_the_series_shows_fails_the_run_and_is_new_then_known(
+        tmp_path, fake_lab):
+    fake_lab.scripts = {"6.1-series": FakeScript(warn_on="work")}
+    job = baseline_job(tmp_path)
+    code, s = run(job, tmp_path)
+    assert code == 1 and warning_case(s, "series")["properties"]["novelty"] == "new"
+    out2 = tmp_path / "out2"
+    assert run_job(job, out2, live=False) == 1
+    s2 = json.loads((out2 / "summary.json").read_text())
+    assert warning_case(s2, "series")["properties"]["novelty"] == "known"
