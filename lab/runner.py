@@ -302,6 +302,7 @@ def _run_cell(unit: Unit, env: RunEnv, suite: SuiteResult, udir: Path, say) -> N
     env.progress.set(unit.id, "waiting for cores")
     with env.resources.guest(cfg.cpus, cfg.memory_mb, unit.id):
         env.progress.set(unit.id, "booting")
+        suite.properties["machine_started"] = _now()
         machine = env.machine_factory(cfg, udir, say)
         with env.lock:
             env.live.add(machine)
@@ -309,8 +310,13 @@ def _run_cell(unit: Unit, env: RunEnv, suite: SuiteResult, udir: Path, say) -> N
             _boot_and_run(unit, env, machine, kernel, suite, udir, say)
         finally:
             machine.stop()
+            suite.properties["machine_stopped"] = _now()
             with env.lock:
                 env.live.discard(machine)
+
+
+def _now() -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime()) + f".{int(time.time() % 1 * 1000):03d}"
 
 
 def _copy(c: CaseResult) -> CaseResult:

@@ -7,7 +7,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from ..errors import EXIT_OK, EXIT_TESTS_FAILED, UserError
+from ..errors import EXIT_OK, UserError
 from ..paths import PROJECT_ROOT
 from ..results import Status
 from ..kernel.spec import DEFAULT_FRAGMENTS, BuildSpec

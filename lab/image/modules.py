@@ -12,14 +12,13 @@ from __future__ import annotations
 import gzip
 import hashlib
 import lzma
-import os
 import re
 from pathlib import Path
 
 from .. import proc
 from ..errors import InfraError
 from ..kernel.artifact import KernelArtifact
-from ..paths import cache_dir
+from ..paths import cache_dir, make_once
 from . import cpio
 
 INITRAMFS_INIT = Path(__file__).with_name("initramfs-init.sh")
@@ -107,11 +106,7 @@ def initramfs(kernel: KernelArtifact) -> Path | None:
         entries.append(cpio.file(f"modules/{name}", _read_module(kernel.modules_dir / p)))
         names.append(name)
     entries.append(cpio.file("modules.list", ("\n".join(names) + "\n").encode()))
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_suffix(".tmp")
-    tmp.write_bytes(cpio.newc(entries))
-    os.replace(tmp, out)
-    return out
+    return make_once(out, lambda tmp: tmp.write_bytes(cpio.newc(entries)))
 
 
 def modules_disk(kernel: KernelArtifact) -> Path | None:
@@ -124,11 +119,8 @@ def modules_disk(kernel: KernelArtifact) -> Path | None:
     proc.which("mke2fs", "e2fsprogs")
     used = sum(f.stat().st_size for f in kernel.modules_dir.rglob("*") if f.is_file())
     size_mb = int(used * 1.25 / 2**20) + 64
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_suffix(".tmp")
-    proc.run(["mke2fs", "-q", "-F", "-t", "ext4", "-O", "^has_journal", "-L", "labmods",
-              "-E", "root_owner=0:0", "-d", str(kernel.modules_dir), str(tmp), f"{size_mb}M"],
-             timeout=600, check=True)
-    os.replace(tmp, out)
-    return out
+    return make_once(out, lambda tmp: proc.run(
+        ["mke2fs", "-q", "-F", "-t", "ext4", "-O", "^has_journal", "-L", "labmods",
+         "-E", "root_owner=0:0", "-d", str(kernel.modules_dir), str(tmp), f"{size_mb}M"],
+        timeout=600, check=True))
 

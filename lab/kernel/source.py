@@ -15,19 +15,16 @@ only the files that differ, so kbuild's mtime checks see exactly the change.
 
 from __future__ import annotations
 
-import fcntl
 import hashlib
 import os
 import re
 import shutil
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
 
 from .. import proc
 from ..errors import InfraError, UserError
-from ..paths import cache_dir
+from ..paths import cache_dir, cache_lock
 
 GIT_TIMEOUT = 600
 IMPORT_TIMEOUT = 3600
@@ -87,17 +84,9 @@ def src_root() -> Path:
     return p
 
 
-@contextmanager
-def tree_lock(tree_id: str) -> Iterator[None]:
+def tree_lock(tree_id: str):
     """One lab process at a time works in a source's tree and build dirs."""
-    d = cache_dir() / "locks"
-    d.mkdir(parents=True, exist_ok=True)
-    with open(d / f"{tree_id}.lock", "w") as f:
-        fcntl.flock(f, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(f, fcntl.LOCK_UN)
+    return cache_lock(tree_id)
 
 
 def _slug(name: str) -> str:

@@ -17,6 +17,19 @@ from lab.vm.machine import BootConfig, Machine
 REPO = Path(__file__).resolve().parents[2]
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _own_history(tmp_path_factory):
+    """Integration runs record into a history store of their own."""
+    import os
+    old = os.environ.get("LAB_HISTORY")
+    os.environ["LAB_HISTORY"] = str(tmp_path_factory.mktemp("history") / "history.sqlite")
+    yield
+    if old is None:
+        os.environ.pop("LAB_HISTORY", None)
+    else:
+        os.environ["LAB_HISTORY"] = old
+
+
 def pytest_collection_modifyitems(items):
     for item in items:
         if "integration" in str(item.fspath):
