@@ -190,7 +190,8 @@ def _judge(env: RunEnv) -> int:
 def preflight(job: Job, cells: list[Cell]) -> None:
     """Bad input found before anything slow starts: a distro kernel that is
     not installed, a series or fragment that does not exist."""
-    for spec in dict.fromkeys(c.kernel_spec for c in cells):
+    specs = {c.kernel_spec: c.kernel.name for c in cells}
+    for spec, name in specs.items():
         try:
             if spec.kind is KernelKind.DISTRO:
                 distro_kernel(spec.release)
@@ -200,7 +201,8 @@ def preflight(job: Job, cells: list[Cell]) -> None:
         except UserError as e:
             if e.file:
                 raise
-            raise UserError(e.bare, file=str(job.path), field=e.field) from None
+            field = "kernel" if name == "default" else f"kernels.{name}"
+            raise UserError(e.bare, file=str(job.path), field=field) from None
 
 
 def _run_units(env: RunEnv, todo: list[Unit]) -> None:
