@@ -74,8 +74,8 @@ def alternate(a, b, n: int) -> tuple[list[float], list[float]]:
 
 def artifact_dir_of(spec: BuildSpec) -> Path:
     o = build_kernel(spec, progress=False)
-    if o.exit_code:
-        raise SystemExit(f"build failed: {[c.message for c in o.cases]}")
+    if not o.ok:
+        raise SystemExit(f"build failed: {[c.message for c in o.steps]}")
     return o.artifact_dir
 
 

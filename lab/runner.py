@@ -80,7 +80,21 @@ def resolve_kernel(spec: KernelSpec, resources: Resources | None = None,
             outcome = build_kernel(spec.build, progress=progress, planned=p)
     else:
         outcome = hit
-    return KernelOutcome(outcome.artifact, list(outcome.cases), built=not outcome.cached)
+    return KernelOutcome(outcome.artifact if outcome.ok else None,
+                         [step_case(st) for st in outcome.steps], built=not outcome.cached)
+
+
+def step_case(step) -> CaseResult:
+    """A kernel step's result (lab.kernel.outcome.StepResult) as a testcase."""
+    from .kernel.outcome import Step, StepState
+    status = {StepState.OK: Status.PASSED, StepState.FAILED: Status.FAILED,
+              StepState.SKIPPED: Status.SKIPPED}[step.state]
+    kind = CaseKind.NONE
+    if step.state is StepState.FAILED:
+        kind = CaseKind.APPLY if step.step is Step.APPLY else CaseKind.BUILD
+    return CaseResult(str(step.step), status, step.seconds, classname="kernel",
+                      message=step.message, details=step.details, output=step.output,
+                      properties=dict(step.properties), kind=kind)
 
 
 class _nothing:

@@ -7,9 +7,9 @@ import argparse
 import sys
 from pathlib import Path
 
-from ..errors import EXIT_OK, UserError
+from ..errors import EXIT_OK, EXIT_TESTS_FAILED, UserError
 from ..paths import PROJECT_ROOT
-from ..results import Status
+from ..kernel.outcome import StepState
 from ..kernel.spec import DEFAULT_FRAGMENTS, BuildSpec
 
 DEFAULT_JOBS = ("jobs/gup.yaml", "jobs/smoke.yaml")
@@ -61,21 +61,21 @@ def spec_from_args(args) -> BuildSpec:
                      fragments=tuple(args.fragment) if args.fragment else DEFAULT_FRAGMENTS)
 
 
-def report_failure(cases, stream=None) -> None:
+def report_failure(steps, stream=None) -> None:
     stream = stream or sys.stderr
-    for c in cases:
-        if c.status is Status.FAILED:
-            print(f"lab: {c.name} failed: {c.message}", file=stream)
-            if c.details:
-                print(c.details, file=stream)
+    for st in steps:
+        if st.state is StepState.FAILED:
+            print(f"lab: {st.step} failed: {st.message}", file=stream)
+            if st.details:
+                print(st.details, file=stream)
 
 
 def build_handler(args) -> int:
     from ..kernel.api import build_kernel
     outcome = build_kernel(spec_from_args(args), progress=not args.no_progress)
-    if outcome.exit_code != EXIT_OK:
-        report_failure(outcome.cases)
-        return outcome.exit_code
+    if not outcome.ok:
+        report_failure(outcome.steps)
+        return EXIT_TESTS_FAILED
     print(outcome.artifact_dir)
     return EXIT_OK
 

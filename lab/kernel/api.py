@@ -17,34 +17,34 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..errors import EXIT_OK, EXIT_TESTS_FAILED, LabError
-from ..results import CaseKind, CaseResult, Status
+from ..errors import LabError
 from . import build as b
 from . import config as kconfig
 from . import series as kseries
 from . import source as ksource
 from .artifact import KernelArtifact
 from .kbuild import KBuild, compiler_version, default_cc
+from .outcome import Step, StepResult, StepState
 from .spec import BuildSpec
 
 
 @dataclass
 class BuildOutcome:
+    """The artifact (None when a step failed) and what each step said."""
+
     artifact: KernelArtifact | None
-    cases: list[CaseResult] = field(default_factory=list)
-    exit_code: int = EXIT_OK
+    steps: list[StepResult] = field(default_factory=list)
     artifact_dir: Path | None = None
     build_dir: Path | None = None
     cached: bool = False
 
     @property
     def ok(self) -> bool:
-        return self.exit_code == EXIT_OK
+        return self.artifact is not None and all(s.ok for s in self.steps)
 
 
-def _case(name: str, status: Status, start: float, **kw) -> CaseResult:
-    return CaseResult(name=name, status=status, duration=time.monotonic() - start,
-                      classname="kernel", **kw)
+def _step(step: Step, state: StepState, start: float, **kw) -> StepResult:
+    return StepResult(step, state, time.monotonic() - start, **kw)
 
 
 def reproducer(spec: BuildSpec, tree: ksource.SourceTree) -> str:
@@ -110,15 +110,14 @@ def cached_outcome(p: BuildPlan) -> BuildOutcome | None:
     meta = b.read_json(adir / "metadata.json")
     series = p.series
     return BuildOutcome(hit, [
-        CaseResult("apply", Status.PASSED, classname="kernel",
+        StepResult(Step.APPLY, StepState.OK,
                    message="cached: " + (f"{len(series.patches)} patch(es)" if series
                                          else "no series"),
                    properties={"series_hash": series.hash} if series else {}),
-        CaseResult("build", Status.PASSED, classname="kernel",
+        StepResult(Step.BUILD, StepState.OK,
                    message=f"cached: {meta.get('release', hit.release)}",
                    properties={"artifact": str(adir), "cached": "true"})],
-        EXIT_OK, adir, Path(meta["build_dir"]) if meta.get("build_dir") else None,
-        cached=True)
+        adir, Path(meta["build_dir"]) if meta.get("build_dir") else None, cached=True)
 
 
 def build_kernel(spec: BuildSpec, *, progress: bool = True,
@@ -159,7 +158,7 @@ def _build_locked(p: BuildPlan, progress: bool) -> BuildOutcome:
                           "sources": list(series.sources), "cover": series.cover}
     meta_path = adir / "metadata.json"
     b.write_json(meta_path, meta)
-    cases: list[CaseResult] = []
+    results: list[StepResult] = []
     steps: dict[str, float] = {}
     meta["step_seconds"] = steps
 
@@ -171,22 +170,21 @@ def _build_locked(p: BuildPlan, progress: bool) -> BuildOutcome:
         finally:
             steps[name] = round(time.monotonic() - t, 2)
 
-    def finish(state: str, exit_code: int, artifact: KernelArtifact | None = None,
-               **extra) -> BuildOutcome:
+    def finish(state: str, artifact: KernelArtifact | None = None, **extra) -> BuildOutcome:
         meta.update(extra, state=state, finished=time.strftime("%Y-%m-%dT%H:%M:%S%z"))
         b.write_json(meta_path, meta)
-        return BuildOutcome(artifact, cases, exit_code, adir, bdir)
+        return BuildOutcome(artifact, results, adir, bdir)
 
     try:
         with timed("prepare"):
             ksource.prepare(tree)
         with timed("apply"):
-            apply_case, commit = kseries.apply_series(tree.repo, tree.base, series)
-        cases.append(apply_case)
-        if apply_case.status is not Status.PASSED:
-            cases.append(CaseResult("build", Status.SKIPPED, classname="kernel",
-                                    message="the series does not apply"))
-            return finish("apply-failed", EXIT_TESTS_FAILED)
+            applied, commit = kseries.apply_series(tree.repo, tree.base, series)
+        results.append(applied)
+        if not applied.ok:
+            results.append(StepResult(Step.BUILD, StepState.SKIPPED,
+                                      message="the series does not apply"))
+            return finish("apply-failed")
         meta["tree_commit"] = commit
 
         start = time.monotonic()
@@ -205,13 +203,13 @@ def _build_locked(p: BuildPlan, progress: bool) -> BuildOutcome:
                     b.shell_line(kb.argv("olddefconfig", parallel=False)), *made.commands]
         meta["reproduce"]["commands"] = commands
         if not made.ok:
-            cases.append(_case("build", Status.FAILED, start,
-                               message=(made.errors[0] if made.errors else "make failed")[:200],
-                               details="\n".join(made.errors)
-                               + f"\n\nfull log: {log}\nbuild directory kept: {bdir}",
-                               kind=CaseKind.BUILD, properties={"build_dir": str(bdir),
-                                                         "log": str(log)}))
-            return finish(b.STATE_FAILED, EXIT_TESTS_FAILED, errors=made.errors,
+            results.append(_step(Step.BUILD, StepState.FAILED, start,
+                                 message=(made.errors[0] if made.errors
+                                          else "make failed")[:200],
+                                 details="\n".join(made.errors)
+                                 + f"\n\nfull log: {log}\nbuild directory kept: {bdir}",
+                                 properties={"build_dir": str(bdir), "log": str(log)}))
+            return finish(b.STATE_FAILED, errors=made.errors,
                           make_seconds=round(made.seconds, 1))
         with timed("kernelrelease"):
             release = kb.release()
@@ -222,9 +220,9 @@ def _build_locked(p: BuildPlan, progress: bool) -> BuildOutcome:
             r, cmd = b.install_modules(kb, adir, log)
         commands.append(cmd)
         if r is not None and not r.ok:
-            cases.append(_case("build", Status.FAILED, start, message="modules_install failed",
-                               details=r.tail(30), kind=CaseKind.BUILD))
-            return finish(b.STATE_FAILED, EXIT_TESTS_FAILED)
+            results.append(_step(Step.BUILD, StepState.FAILED, start,
+                                 message="modules_install failed", details=r.tail(30)))
+            return finish(b.STATE_FAILED)
         with timed("gup_test"):
             gup, gr, gcmd = b.build_gup_test(kb, log)
         if gcmd:
@@ -236,10 +234,10 @@ def _build_locked(p: BuildPlan, progress: bool) -> BuildOutcome:
         if gr is not None and not gr.ok:
             meta["gup_test_error"] = gr.tail(10)
         artifact = KernelArtifact.from_dir(adir)
-        cases.append(_case("build", Status.PASSED, start, message=f"built {release}",
-                           properties={"artifact": str(adir), "release": release,
-                                       "make_seconds": f"{made.seconds:.1f}"}))
-        return finish(b.STATE_DONE, EXIT_OK, artifact, make_seconds=round(made.seconds, 1),
+        results.append(_step(Step.BUILD, StepState.OK, start, message=f"built {release}",
+                             properties={"artifact": str(adir), "release": release,
+                                         "make_seconds": f"{made.seconds:.1f}"}))
+        return finish(b.STATE_DONE, artifact, make_seconds=round(made.seconds, 1),
                       total_seconds=round(time.monotonic() - start, 1))
     except LabError as e:
         meta["error"] = str(e)

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import UserError
-from ..results import CaseKind, CaseResult, Status
+from .outcome import Step, StepResult, StepState
 from . import source
 
 # the "From " line git format-patch and mail archives put before each message
@@ -275,17 +275,16 @@ def applied_ref(base: str, series: Series) -> str:
 _FAILED_AT = re.compile(r"Patch failed at (\d+) (.*)")
 
 
-def apply_series(repo: Path, base: str, series: Series | None) -> tuple[CaseResult, str]:
+def apply_series(repo: Path, base: str, series: Series | None) -> tuple[StepResult, str]:
     """Check out base and `git am` the series in lab's repository.
 
-    Returns the "apply" case and the resulting commit. The result of a
+    Returns the apply step's result and the resulting commit. The result of a
     successful apply is kept under refs/lab/applied/, so applying the same
     series again is a checkout (only the differing files are rewritten)."""
     start = time.monotonic()
-    name = "apply"
     if series is None:
         source.checkout(repo, base)
-        return CaseResult(name, Status.PASSED, time.monotonic() - start, classname="kernel",
+        return StepResult(Step.APPLY, StepState.OK, time.monotonic() - start,
                           message="no series: base tree"), base
     props = {"series_hash": series.hash, "patches": str(len(series.patches))}
     ref = applied_ref(base, series)
@@ -293,7 +292,7 @@ def apply_series(repo: Path, base: str, series: Series | None) -> tuple[CaseResu
     if r.ok and r.stdout.strip():
         commit = r.stdout.strip()
         source.checkout(repo, commit)
-        return CaseResult(name, Status.PASSED, time.monotonic() - start, classname="kernel",
+        return StepResult(Step.APPLY, StepState.OK, time.monotonic() - start,
                           message=f"{len(series.patches)} patch(es) applied (recorded)",
                           output="\n".join(series.subjects), properties=props), commit
     source.checkout(repo, base)
@@ -306,7 +305,7 @@ def apply_series(repo: Path, base: str, series: Series | None) -> tuple[CaseResu
         if r.ok:
             commit = source.head(repo)
             source.git(repo, "update-ref", ref, commit)
-            return CaseResult(name, Status.PASSED, time.monotonic() - start, classname="kernel",
+            return StepResult(Step.APPLY, StepState.OK, time.monotonic() - start,
                               message=f"{len(series.patches)} patch(es) applied",
                               output="\n".join(series.subjects), properties=props), commit
         am_out = (r.stdout + r.stderr).strip()
@@ -323,10 +322,10 @@ def apply_series(repo: Path, base: str, series: Series | None) -> tuple[CaseResu
     props["failed_patch"] = failed.label
     details = (f"{failed.label} ({failed.origin}) does not apply to {base[:12]}\n\n"
                f"failed hunks:\n{hunks}\n\ngit am said:\n{_am_report(am_out)}")
-    return CaseResult(name, Status.FAILED, time.monotonic() - start, classname="kernel",
+    return StepResult(Step.APPLY, StepState.FAILED, time.monotonic() - start,
                       message=f"patch {idx + 1}/{len(series.patches)} does not apply: "
                               f"{failed.label}",
-                      details=details, properties=props, kind=CaseKind.APPLY), ""
+                      details=details, properties=props), ""
 
 
 def _hunk_report(text: str) -> str:

@@ -15,7 +15,7 @@ import pytest
 
 from lab.kernel.api import build_kernel
 from lab.kernel.spec import BuildSpec
-from lab.results import Status
+from lab.kernel.outcome import StepState
 
 pytestmark = [pytest.mark.integration, pytest.mark.kernelbuild]
 
@@ -30,8 +30,8 @@ def built():
 
 
 def test_build_produces_a_complete_artifact(built):
-    assert built.exit_code == 0, "\n".join(c.details for c in built.cases)
-    assert [c.status for c in built.cases] == [Status.PASSED, Status.PASSED]
+    assert built.ok, "\n".join(c.details for c in built.steps)
+    assert [c.state for c in built.steps] == [StepState.OK, StepState.OK]
     art = built.artifact
     d = built.artifact_dir
     assert art.release.startswith("6.1")

@@ -17,7 +17,7 @@ from lab.cli import kernel as command
 from lab.kernel import kbuild
 from lab.kernel.api import build_kernel
 from lab.kernel.spec import BuildSpec
-from lab.results import Status
+from lab.kernel.outcome import StepState
 
 from .kerneltree import git
 
@@ -42,7 +42,7 @@ def patch_file(tree: Path, tmp_path: Path, old: str, new: str, path="mm/gup.c") 
 
 def test_build_writes_the_artifact_layout(tree, fragment):
     o = build_kernel(BuildSpec(tree=tree, fragments=(fragment,)), progress=False)
-    assert o.exit_code == 0, [c.details for c in o.cases]
+    assert o.ok, [c.details for c in o.steps]
     d = o.artifact_dir
     for name in ("bzImage", "System.map", ".config", "vmlinux", "gup_test", "build.log"):
         assert (d / name).exists(), name
@@ -56,7 +56,7 @@ def test_build_writes_the_artifact_layout(tree, fragment):
     art = o.artifact
     assert art.release == "6.1.0-fake" and art.image == d / "bzImage"
     assert art.modules_dir == d / "modules/lib/modules/6.1.0-fake"
-    assert [c.name for c in o.cases] == ["apply", "build"]
+    assert [c.step for c in o.steps] == ["apply", "build"]
     # the build dir is named by tree and config hash, outside the artifact
     assert o.build_dir.name.startswith("linux-") and (o.build_dir / "vmlinux").exists()
 
@@ -70,7 +70,7 @@ def test_cache_hit_runs_no_make(tree, fragment, monkeypatch):
     start = time.monotonic()
     hit = build_kernel(BuildSpec(tree=tree, fragments=(fragment,)), progress=False)
     assert time.monotonic() - start < 1.0
-    assert hit.cached and hit.artifact_dir == first.artifact_dir and hit.exit_code == 0
+    assert hit.cached and hit.artifact_dir == first.artifact_dir and hit.ok
 
 
 def test_cache_key_changes_with_series_config_commit(tree, fragment, tmp_path):
@@ -107,11 +107,11 @@ def test_series_that_does_not_apply_is_a_failed_case(tree, fragment, tmp_path):
     f.write_text(f.read_text().replace("return 0;", "return 5;"))
     git(tree, "commit", "-qam", "upstream moved on")
     o = build_kernel(BuildSpec(tree=tree, series=(p,), fragments=(fragment,)), progress=False)
-    assert o.exit_code == 1 and o.artifact is None
-    apply, build = o.cases
-    assert apply.status is Status.FAILED and "mm/gup.c: change" in apply.message
+    assert not o.ok and o.artifact is None
+    apply, build = o.steps
+    assert apply.state is StepState.FAILED and "mm/gup.c: change" in apply.message
     assert "mm/gup.c" in apply.details
-    assert build.status is Status.SKIPPED
+    assert build.state is StepState.SKIPPED
     meta = json.loads((o.artifact_dir / "metadata.json").read_text())
     assert meta["state"] == "apply-failed"
 
@@ -120,9 +120,9 @@ def test_build_failure_carries_compiler_errors_and_keeps_build_dir(tree, fragmen
     p = patch_file(tree, tmp_path, "return 0;", "#error pin count went negative\n\treturn 0;",
                    path="mm/swap.c")
     o = build_kernel(BuildSpec(tree=tree, series=(p,), fragments=(fragment,)), progress=False)
-    assert o.exit_code == 1
-    build = o.cases[-1]
-    assert build.status is Status.FAILED
+    assert not o.ok
+    build = o.steps[-1]
+    assert build.state is StepState.FAILED
     assert "mm/swap.c:2:2: error: pin count went negative" in build.details
     assert build.message.startswith("mm/swap.c:2:2: error")
     assert o.build_dir.is_dir() and str(o.build_dir) in build.details
@@ -130,7 +130,7 @@ def test_build_failure_carries_compiler_errors_and_keeps_build_dir(tree, fragmen
     # a failed build is not a cache hit: fixing nothing and retrying builds again
     again = build_kernel(BuildSpec(tree=tree, series=(p,), fragments=(fragment,)),
                          progress=False)
-    assert not again.cached and again.exit_code == 1
+    assert not again.cached and not again.ok
 
 
 def test_metadata_is_written_before_make(tree, fragment, monkeypatch):

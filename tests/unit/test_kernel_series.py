@@ -11,7 +11,7 @@ import pytest
 from lab.errors import UserError
 from lab.kernel import series as ks
 from lab.kernel import source
-from lab.results import Status
+from lab.kernel.outcome import StepState
 
 from .kerneltree import git
 
@@ -128,7 +128,7 @@ def test_apply_in_labs_own_repository(tree, three):
     source.prepare(t)
     s = ks.load_series([str(three)])
     case, commit = ks.apply_series(t.repo, t.base, s)
-    assert case.status is Status.PASSED, case.details
+    assert case.state is StepState.OK, case.details
     assert "return 3;" in (t.repo / "kernel" / "fork.c").read_text()
     # the user's checkout is untouched
     assert "return 0;" in (tree / "kernel" / "fork.c").read_text()
@@ -143,7 +143,7 @@ def test_apply_failure_names_patch_and_hunks(tree, three):
     t = source.resolve_git(tree, None)
     source.prepare(t)
     case, commit = ks.apply_series(t.repo, t.base, ks.load_series([str(three)]))
-    assert case.status is Status.FAILED and commit == ""
+    assert case.state is StepState.FAILED and commit == ""
     assert "patch 2/3 does not apply" in case.message
     assert "mm/swap: return two" in case.message
     assert "mm/swap.c" in case.details and "Rejected hunk #1" in case.details
