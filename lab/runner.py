@@ -23,7 +23,7 @@ from typing import Callable
 from . import checks, hang, proc
 from .errors import CommandTimeout, InfraError, LabError, UserError
 from .guest.base import GuestUnreachable
-from .image.build import Image, ensure as ensure_image
+from .image.build import Image, cached as cached_image, ensure as ensure_image
 from .image.recipe import load_recipe
 from .job import Job, KernelKind, KernelSpec
 from .kernel.artifact import KernelArtifact, distro_kernel
@@ -287,33 +287,47 @@ def _verdict(suite: SuiteResult) -> str:
     return f"passed ({c['passed']} passed, {c['skipped']} skipped)"
 
 
-def _kernel(unit: Unit, env: RunEnv) -> KernelOutcome:
+def _kernel(unit: Unit, env: RunEnv) -> tuple[KernelOutcome, float]:
+    """The cell's kernel (made once per run) and how long making it took."""
     spec = unit.cell.kernel_spec
     env.progress.set(unit.id, "kernel")
 
     def make():
+        start = time.monotonic()
         if spec.kind is KernelKind.BUILD:
             env.progress.set(unit.id, "building kernel")
-        return resolve_kernel(spec, env.resources, progress=env.single and sys.stderr.isatty())
+        out = resolve_kernel(spec, env.resources, progress=env.single and sys.stderr.isatty())
+        return out, time.monotonic() - start
     return env.kernels.get(spec, make)
 
 
-def _image(env: RunEnv, say) -> Image:
-    return env.images.get(env.job.image, lambda: ensure_image(load_recipe(env.job.image),
-                                                              log=say))
+def _image(env: RunEnv, say) -> tuple[Image, bool, float]:
+    """The job's image (found or built once per run), whether it was built,
+    and how long that took."""
+    def make():
+        start = time.monotonic()
+        recipe = load_recipe(env.job.image)
+        hit = cached_image(recipe)
+        image = hit or ensure_image(recipe, log=say)
+        return image, hit is None, time.monotonic() - start
+    return env.images.get(env.job.image, make)
 
 
 def _run_cell(unit: Unit, env: RunEnv, suite: SuiteResult, udir: Path, say) -> None:
     cell, job, store = unit.cell, env.job, env.store
-    kernel_out = _kernel(unit, env)
+    kernel_out, kernel_s = _kernel(unit, env)
+    suite.properties.update({"kernel_cache": "built" if kernel_out.built else "hit",
+                             "kernel_resolve_s": f"{kernel_s:.3f}"})
     if kernel_out.cases:
         store.add(suite, *[_copy(c) for c in kernel_out.cases])
     kernel = kernel_out.artifact
     if kernel is None:
         return  # the apply/build cases already say why
-    image = _image(env, say)
+    image, image_built, image_s = _image(env, say)
     suite.properties.update({"kernel_release": kernel.release, "kernel_origin": kernel.origin,
-                             "image": image.name, "image_hash": image.key})
+                             "image": image.name, "image_hash": image.key,
+                             "image_cache": "built" if image_built else "hit",
+                             "image_resolve_s": f"{image_s:.3f}"})
     cfg = boot_config(job, kernel, image, cell)
     env.progress.set(unit.id, "waiting for cores")
     with env.resources.guest(cfg.cpus, cfg.memory_mb, unit.id):

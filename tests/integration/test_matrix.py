@@ -68,6 +68,11 @@ def test_three_cells_in_parallel_then_again_then_report(image, distro, tmp_path)
 
     r = lab("run", str(job), "-o", str(second))
     assert r.returncode == 0, r.stderr[-4000:]
+    s2 = json.loads((second / "summary.json").read_text())
+    for suite in s2["suites"]:     # an unchanged re-run builds nothing
+        assert suite["properties"]["kernel_cache"] == "hit"
+        assert suite["properties"]["image_cache"] == "hit"
+        assert float(suite["properties"]["image_resolve_s"]) < 1.0
     r = lab("report", str(second), "--format", "json")
     assert r.returncode == 0, r.stderr
     report = json.loads(r.stdout)

@@ -46,7 +46,7 @@ def fake_lab(tmp_path, monkeypatch):
     from lab.vm.fake import FakeMachineFactory
     factory = FakeMachineFactory()
     monkeypatch.setattr(runner, "default_machine_factory", factory)
-    monkeypatch.setattr(runner, "ensure_image", lambda recipe, log=None: Image(
+    monkeypatch.setattr(runner, "cached_image", lambda recipe: Image(
         "fake", "k", tmp_path / "rootfs", tmp_path / "key", "ssh-ed25519 AAAA", tmp_path))
     monkeypatch.setenv("LAB_RUNS_DIR", str(tmp_path / "runs"))
     return factory

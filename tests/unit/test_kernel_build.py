@@ -266,3 +266,42 @@ def test_test_patch_needs_a_series(tree, fake_job):
     args = parse(["test-patch", "--tree", str(tree), "--job", "t.yaml", "--no-progress"])
     with pytest.raises(UserError, match="--series"):
         args.func(args)
+
+
+def test_a_kernel_many_cells_need_is_built_once_and_its_baseline_too(
+        tree, fragment, tmp_path, fake_lab, monkeypatch):
+    """Four boots of a series kernel and two of its baseline: two builds."""
+    from lab import runner
+    from lab.job import load_job
+    from lab.kernel import api
+    p = patch_file(tree, tmp_path, "return 0;", "return 1;")
+    builds = []
+    real = api.build_kernel
+    monkeypatch.setattr(api, "build_kernel",
+                        lambda spec, **kw: builds.append(spec) or real(spec, **kw))
+    job = tmp_path / "m.yaml"
+    job.write_text(f"""
+image: debian-bookworm
+machine: {{cpus: 1, memory_mb: 512}}
+kernels:
+  base: {{build: {{tree: {tree}, fragments: [{fragment}]}}}}
+  series: {{build: {{tree: {tree}, series: {p}, fragments: [{fragment}]}}, baseline: base}}
+workloads:
+  one: [{{shell: {{command: "true", case: a}}}}]
+  two: [{{shell: {{command: "true", case: b}}}}]
+matrix: {{exclude: [{{kernel: base, workloads: two}}]}}
+repeat: 2
+""")
+    code = runner.run_job(load_job(job), tmp_path / "out", live=False)
+    assert code == 0 and len(builds) == 2
+    summary = json.loads((tmp_path / "out" / "summary.json").read_text())
+    assert len(summary["suites"]) == 6
+    assert all(s["cases"][1]["name"] == "build" and s["cases"][1]["status"] == "passed"
+               for s in summary["suites"])
+    assert len(fake_lab.machines) == 6
+    assert {m.cfg.kernel.origin for m in fake_lab.machines} == {
+        str(api.plan(b).artifact_dir) for b in builds}
+    again = runner.run_job(load_job(job), tmp_path / "out2", live=False)
+    assert again == 0 and len(builds) == 2       # an unchanged re-run builds nothing
+    s2 = json.loads((tmp_path / "out2" / "summary.json").read_text())
+    assert {s["properties"]["kernel_cache"] for s in s2["suites"]} == {"hit"}

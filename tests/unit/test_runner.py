@@ -49,6 +49,8 @@ def test_every_workload_runs_in_order_and_passes(tmp_path, fake_lab):
              for w in ("first-step", "second-step", "third-step")]
     assert order == sorted(order)
     assert s["format"] == 2 and s["cells"][0]["id"] == "default"
+    props = s["suites"][0]["properties"]
+    assert props["kernel_cache"] == "hit" and props["image_cache"] == "hit"
 
 
 def test_boot_failure_is_a_failed_boot_and_nothing_runs(tmp_path, fake_lab):
