@@ -16,7 +16,8 @@ import sys
 import threading
 import time
 from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
-from dataclasses import dataclass, field
+from contextlib import nullcontext
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable
 
@@ -33,7 +34,7 @@ from .progress import Progress
 from .results import CaseKind, CaseResult, RunState, Status, SuiteResult
 from .schedule import Cancelled, KernelCache, Resources
 from .store import RunStore
-from .vm.base import BootConfig, BootError, MachineFactory
+from .vm.base import BootConfig, BootError, MachineFactory, MachineLike
 from .workloads import lookup
 from .workloads.base import WorkloadContext
 
@@ -52,7 +53,8 @@ def new_run_dir(name: str) -> Path:
     return d
 
 
-def default_machine_factory(cfg: BootConfig, workdir: Path, log) -> "Machine":  # noqa: F821
+def default_machine_factory(cfg: BootConfig, workdir: Path, log) -> MachineLike:
+    """Real QEMU (imported here: unit tests of the runner never need it)."""
     from .vm.machine import Machine
     return Machine(cfg, workdir, log=log)
 
@@ -76,7 +78,7 @@ def resolve_kernel(spec: KernelSpec, resources: Resources | None = None,
     p = plan(spec.build)
     hit = cached_outcome(p)
     if hit is None:
-        with (resources.build(f"build {p.key[:12]}") if resources else _nothing()):
+        with (resources.build(f"build {p.key[:12]}") if resources else nullcontext()):
             outcome = build_kernel(spec.build, progress=progress, planned=p)
     else:
         outcome = hit
@@ -95,14 +97,6 @@ def step_case(step) -> CaseResult:
     return CaseResult(str(step.step), status, step.seconds, classname="kernel",
                       message=step.message, details=step.details, output=step.output,
                       properties=dict(step.properties), kind=kind)
-
-
-class _nothing:
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        return False
 
 
 @dataclass
@@ -350,8 +344,8 @@ def _now() -> str:
 
 
 def _copy(c: CaseResult) -> CaseResult:
-    return CaseResult(c.name, c.status, c.duration, c.classname, c.message, c.details,
-                      c.output, dict(c.properties), c.kind)
+    """Each suite gets its own copy (the report annotates cases in place)."""
+    return replace(c, properties=dict(c.properties))
 
 
 def _boot_and_run(unit: Unit, env: RunEnv, machine, kernel: KernelArtifact,
