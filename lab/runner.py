@@ -383,7 +383,8 @@ def _boot_and_run(unit: Unit, env: RunEnv, machine, kernel: KernelArtifact,
     workloads = unit.cell.workloads
     for i, entry in enumerate(workloads):
         env.progress.set(unit.id, f"workload {i + 1} of {len(workloads)}: {entry.name}")
-        if not _run_workload(i, entry, machine, kernel, udir, store, suite, seen, say):
+        if not _run_workload(i, entry, machine, kernel, udir, store, suite, seen, say,
+                             env.resources.cancelled):
             store.add(suite, *[
                 CaseResult(later.name, Status.SKIPPED, classname=later.name,
                            kind=CaseKind.NOT_RUN,
@@ -397,8 +398,11 @@ def _boot_kind(console: str) -> CaseKind:
 
 
 def _run_workload(i, entry, machine, kernel, out: Path, store: RunStore, suite: SuiteResult,
-                  seen: set[str], say: Callable[[str], None]) -> bool:
-    """Run one workload and its checks; False when the guest is gone."""
+                  seen: set[str], say: Callable[[str], None],
+                  cancelled: threading.Event | None = None) -> bool:
+    """Run one workload and its checks; False when the guest is gone. After
+    Ctrl-C (the machine was killed under it) there is nothing to investigate:
+    Cancelled ends the boot at once."""
     guest = machine.guest
     wl = lookup(entry.name)(entry.options)
     wdir = out / f"{i:02d}-{entry.name}"
@@ -411,7 +415,12 @@ def _run_workload(i, entry, machine, kernel, out: Path, store: RunStore, suite: 
     start = time.monotonic()
     alive = True
     try:
-        cases = wl.run(ctx)
+        try:
+            cases = wl.run(ctx)
+        except (CommandTimeout, GuestUnreachable):
+            if cancelled is not None and cancelled.is_set():
+                raise Cancelled(f"interrupted during {entry.name}") from None
+            raise
     except CommandTimeout as e:
         cases = [hang.investigate(ctx, e, cursor, entry.name)]
         alive = guest.alive(timeout=15)

@@ -227,3 +227,24 @@ def test_a_finding_only_the_series_shows_fails_the_run_and_is_new_then_known(
     assert run_job(job, out2, live=False) == 1
     s2 = json.loads((out2 / "summary.json").read_text())
     assert warning_case(s2, "series")["properties"]["novelty"] == "known"
+
+
+def test_ctrl_c_stops_every_guest_and_keeps_what_finished(tmp_path, fake_lab):
+    import os
+    import signal
+    import threading
+
+    import pytest
+    fake_lab.script = FakeScript(boot_seconds=0.1, command_seconds=1.0, slow_on="work")
+    job = matrix(tmp_path)
+    threading.Timer(1.5, lambda: os.kill(os.getpid(), signal.SIGINT)).start()
+    with pytest.raises(KeyboardInterrupt):
+        run_job(job, tmp_path / "out", live=False,
+                resources=Resources(cores=2, memory_mb=4096))
+    s = json.loads((tmp_path / "out" / "summary.json").read_text())
+    assert s["state"] == "interrupted" and s["exit_code"] == 130
+    assert fake_lab.running == [] and len(fake_lab.machines) < 8
+    finished = [x for x in s["suites"] if x["counts"]["passed"] >= 2]
+    interrupted = [x for x in s["suites"] if any(c["kind"] == "interrupted"
+                                                 for c in x["cases"])]
+    assert finished and interrupted
