@@ -69,7 +69,10 @@ class KernelOutcome:
 
 
 def resolve_kernel(spec: KernelSpec, resources: Resources | None = None,
-                   progress: bool = False) -> KernelOutcome:
+                   progress: bool = False,
+                   on_build: Callable[[], None] | None = None) -> KernelOutcome:
+    """The kernel a spec names: found (distro, artifact, cached build) or
+    built; `on_build` is called when a build is about to start."""
     if spec.kind is KernelKind.DISTRO:
         return KernelOutcome(distro_kernel(spec.release))
     if spec.kind is KernelKind.ARTIFACT:
@@ -78,6 +81,8 @@ def resolve_kernel(spec: KernelSpec, resources: Resources | None = None,
     p = plan(spec.build)
     hit = cached_outcome(p)
     if hit is None:
+        if on_build is not None:
+            on_build()
         with (resources.build(f"build {p.key[:12]}") if resources else nullcontext()):
             outcome = build_kernel(spec.build, progress=progress, planned=p)
     else:
@@ -288,9 +293,8 @@ def _kernel(unit: Unit, env: RunEnv) -> tuple[KernelOutcome, float]:
 
     def make():
         start = time.monotonic()
-        if spec.kind is KernelKind.BUILD:
-            env.progress.set(unit.id, "building kernel")
-        out = resolve_kernel(spec, env.resources, progress=env.single and sys.stderr.isatty())
+        out = resolve_kernel(spec, env.resources, progress=env.single and sys.stderr.isatty(),
+                             on_build=lambda: env.progress.set(unit.id, "building kernel"))
         return out, time.monotonic() - start
     return env.kernels.get(spec, make)
 
