@@ -32,7 +32,7 @@ from .matrix import Cell, Unit, expand, select, units as make_units
 from .paths import runs_dir
 from .progress import Progress
 from .results import CaseKind, CaseResult, RunState, Status, SuiteResult
-from .schedule import Cancelled, KernelCache, Resources
+from .schedule import Cancelled, MadeOnce, Resources
 from .store import RunStore
 from .vm.base import BootConfig, BootError, MachineFactory, MachineLike
 from .workloads import lookup
@@ -114,8 +114,8 @@ class RunEnv:
     progress: Progress
     machine_factory: MachineFactory
     resources: Resources
-    kernels: KernelCache = field(default_factory=KernelCache)
-    images: KernelCache = field(default_factory=KernelCache)
+    kernels: MadeOnce = field(default_factory=MadeOnce)
+    images: MadeOnce = field(default_factory=MadeOnce)
     live: set = field(default_factory=set)      # machines running now
     lock: threading.Lock = field(default_factory=threading.Lock)
     single: bool = False                        # one boot: results at the top of `out`

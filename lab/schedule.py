@@ -5,7 +5,7 @@ memory (plus qemu's own overhead) for as long as it runs; a kernel build
 holds every core. Waiters are served in the order they asked, except that a
 later one that fits now goes ahead of an earlier one that does not
 (backfill): a cell whose kernel is ready boots while a build waits for cores.
-`KernelCache` builds each kernel once however many cells need it; the other
+`MadeOnce` builds each kernel (and the image) once however many cells need it; the other
 cells wait for that build's outcome.
 """
 
@@ -115,10 +115,10 @@ class Resources:
             self._cond.notify_all()
 
 
-class KernelCache:
-    """key -> the outcome of making that kernel, made once: the first caller
-    runs `make`, every other caller with the same key waits for its result
-    (or its exception)."""
+class MadeOnce:
+    """key -> the outcome of making that thing (a kernel, the image), made
+    once per run: the first caller runs `make`, every other caller with the
+    same key waits for its result (or its exception)."""
 
     def __init__(self):
         self._lock = threading.Lock()

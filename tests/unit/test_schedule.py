@@ -6,7 +6,7 @@ import time
 
 import pytest
 
-from lab.schedule import Cancelled, KernelCache, Resources
+from lab.schedule import Cancelled, MadeOnce, Resources
 
 
 def test_guests_never_exceed_cores_or_memory():
@@ -86,7 +86,7 @@ def test_cancel_wakes_waiters():
 
 
 def test_kernel_cache_makes_each_key_once():
-    cache = KernelCache()
+    cache = MadeOnce()
     calls = []
 
     def make(key):
@@ -105,7 +105,7 @@ def test_kernel_cache_makes_each_key_once():
 
 
 def test_kernel_cache_hands_a_failure_to_every_waiter():
-    cache = KernelCache()
+    cache = MadeOnce()
 
     def boom():
         time.sleep(0.1)
