@@ -33,7 +33,7 @@ from .paths import runs_dir
 from .progress import Progress
 from .results import CaseKind, CaseResult, RunState, Status, SuiteResult
 from .schedule import Cancelled, MadeOnce, Resources
-from .store import RunStore
+from .store import RunStore, mark_dead_runs
 from .vm.base import BootConfig, BootError, MachineFactory, MachineLike
 from .workloads import lookup
 from .workloads.base import WorkloadContext
@@ -144,6 +144,9 @@ def run_job(job: Job, out_dir: Path | None = None, *,
     preflight(job, cells)
     todo = make_units(job, cells)
     out = Path(out_dir) if out_dir else new_run_dir(job.name)
+    for d in {runs_dir(), out.parent}:
+        for dead in mark_dead_runs(d):
+            log(f"{dead} was left running by a lab that is gone: marked crashed")
     store = RunStore(out, {"job": str(job.path), "name": job.name, "argv": sys.argv},
                      cells=[c.to_dict(job.repeat) for c in cells])
     if job.path.exists():
@@ -270,9 +273,15 @@ def run_unit(unit: Unit, env: RunEnv) -> SuiteResult:
     except UserError:
         raise
     except LabError as e:
-        store.add(suite, CaseResult("infrastructure", Status.ERROR, kind=CaseKind.INFRA,
-                                    message=str(e).splitlines()[0], details=str(e)))
-        say(f"infrastructure error: {str(e).splitlines()[0]}")
+        if env.resources.cancelled.is_set():     # its machine was killed by Ctrl-C
+            store.add(suite, CaseResult("interrupted", Status.ERROR,
+                                        kind=CaseKind.INTERRUPTED,
+                                        message="run interrupted (Ctrl-C / SIGTERM)",
+                                        details=str(e)))
+        else:
+            store.add(suite, CaseResult("infrastructure", Status.ERROR, kind=CaseKind.INFRA,
+                                        message=str(e).splitlines()[0], details=str(e)))
+            say(f"infrastructure error: {str(e).splitlines()[0]}")
     env.progress.set(unit.id, _verdict(suite))
     return suite
 

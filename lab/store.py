@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
+import tempfile
 import threading
 import time
 from pathlib import Path
@@ -34,7 +36,8 @@ class RunStore:
         self.suites: list[SuiteResult] = []
         self.meta = dict(format=SUMMARY_FORMAT, run_id=out.name, **meta,
                          started=time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-                         state=str(RunState.RUNNING))
+                         state=str(RunState.RUNNING), pid=os.getpid(),
+                         process_start=_process_start(os.getpid()))
         self.cells = list(cells or [])
         self.exit_override: int | None = None
         self._lock = threading.RLock()
@@ -54,9 +57,12 @@ class RunStore:
             self.flush()
 
     def summary(self) -> dict:
+        """The summary; its exit_code is null until the run has ended, so a
+        run that died is never read as one that passed."""
         with self._lock:
-            return dict(self.meta, exit_code=self.exit_code(), cells=self.cells,
-                        suites=[s.to_dict() for s in self.suites])
+            running = self.meta["state"] == RunState.RUNNING
+            return dict(self.meta, exit_code=None if running else self.exit_code(),
+                        cells=self.cells, suites=[s.to_dict() for s in self.suites])
 
     def flush(self) -> None:
         with self._lock:
@@ -80,3 +86,58 @@ class RunStore:
         if any(c.status is Status.ERROR for c in cases):
             return 2
         return 0
+
+
+# --- runs that died -----------------------------------------------------------
+
+def _process_start(pid: int) -> str | None:
+    """The process's start time in clock ticks since boot (field 22 of
+    /proc/PID/stat): with the pid it names one process, not a reused pid."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+        return stat.rsplit(")", 1)[1].split()[19]
+    except (OSError, IndexError):
+        return None
+
+
+def _alive(pid: int, start: str | None) -> bool:
+    now = _process_start(pid)
+    return now is not None and (start is None or now == start)
+
+
+def mark_if_dead(run_dir: Path) -> bool:
+    """A summary.json left `running` by a lab that is gone (SIGKILL, a
+    crash, a power cut) is marked crashed, exit code 2, and the scratch disks
+    it left are removed. True when it did so."""
+    path = run_dir / "summary.json"
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return False
+    if not isinstance(data, dict) or data.get("state") != RunState.RUNNING:
+        return False
+    pid = data.get("pid")
+    if isinstance(pid, int) and _alive(pid, data.get("process_start")):
+        return False
+    data.update(state=str(RunState.CRASHED), exit_code=2,
+                ended=time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+                crash_note=f"lab (pid {pid}) ended without finishing this run (killed or "
+                           "crashed); marked by a later lab")
+    write_atomic(path, json.dumps(data, indent=1))
+    for disks in [run_dir / "disks", *run_dir.glob("*/r*/disks")]:
+        shutil.rmtree(disks, ignore_errors=True)
+    return True
+
+
+def mark_dead_runs(root: Path) -> list[Path]:
+    """mark_if_dead for every run directory under `root`; and the socket
+    directories (/tmp/lab-vm-PID-*) of lab processes that are gone."""
+    marked = [d for d in sorted(root.glob("*/")) if mark_if_dead(d)] if root.is_dir() else []
+    for d in Path(tempfile.gettempdir()).glob("lab-vm-*-*"):
+        try:
+            pid = int(d.name.split("-")[2])
+        except (IndexError, ValueError):
+            continue
+        if _process_start(pid) is None:
+            shutil.rmtree(d, ignore_errors=True)
+    return marked

@@ -15,7 +15,7 @@ from ..junit import merge
 from ..paths import runs_dir
 from ..report import Format, classify, render
 from ..shards import merge_summaries
-from ..store import write_atomic
+from ..store import mark_if_dead, write_atomic
 
 
 def register(subparsers) -> None:
@@ -79,7 +79,9 @@ def _read(path: Path, default_name: str) -> tuple[str, Path]:
 
 
 def load_summary(path: Path) -> tuple[dict, Path]:
-    """A summary.json as a dict, and the run directory it is in."""
+    """A summary.json as a dict, and the run directory it is in (a run left
+    `running` by a lab that died is marked crashed first)."""
+    mark_if_dead(path if path.is_dir() else path.parent)
     text, path = _read(path, "summary.json")
     try:
         data = json.loads(text)

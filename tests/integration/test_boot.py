@@ -115,3 +115,41 @@ def test_ctrl_c_keeps_results_and_leaves_no_qemu(image, tmp_path):
     assert "boot" in names and "interrupted" in names
     time.sleep(1)
     assert not qemu_pids_using(out)
+
+
+def test_sigkill_of_lab_leaves_no_qemu_and_the_next_lab_marks_the_run(image, tmp_path):
+    out = tmp_path / "run"
+    p = subprocess.Popen([sys.executable, "-m", "lab.cli", "run", "jobs/smoke.yaml", "-o",
+                          str(out)], stderr=subprocess.PIPE, text=True, cwd=REPO)
+    deadline = time.monotonic() + 300
+    for line in p.stderr:
+        if "guest up" in line or time.monotonic() > deadline:
+            break
+    assert qemu_pids_using(out), "qemu should be running once the guest is up"
+    sockdirs = list(Path("/tmp").glob(f"lab-vm-{p.pid}-*"))
+    assert sockdirs
+    p.kill()
+    p.wait(10)
+    for _ in range(50):                 # qemu dies with its parent (PR_SET_PDEATHSIG)
+        if not qemu_pids_using(out):
+            break
+        time.sleep(0.1)
+    assert not qemu_pids_using(out)
+    import json
+    assert json.loads((out / "summary.json").read_text())["state"] == "running"
+    # the next lab that sees the run marks it; the next run cleans the sockets
+    r = subprocess.run([sys.executable, "-m", "lab.cli", "report", str(out)],
+                       capture_output=True, text=True, timeout=60, cwd=REPO)
+    assert r.returncode == 0, r.stderr
+    s = json.loads((out / "summary.json").read_text())
+    assert s["state"] == "crashed" and s["exit_code"] == 2
+    assert [c["name"] for c in s["suites"][0]["cases"]][:1] == ["boot"]
+    assert not (out / "disks").exists()
+    r = subprocess.run([sys.executable, "-m", "lab.cli", "run", "jobs/smoke.yaml", "-o",
+                        str(tmp_path / "again"), "--dry-run"], capture_output=True, text=True,
+                       timeout=120, cwd=REPO)
+    assert r.returncode == 0, r.stderr
+    subprocess.run([sys.executable, "-c", "from lab.store import mark_dead_runs; "
+                    f"mark_dead_runs(__import__('pathlib').Path({str(tmp_path)!r}))"],
+                   check=True, cwd=REPO)
+    assert not any(d.exists() for d in sockdirs)
