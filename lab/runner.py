@@ -181,7 +181,7 @@ def _judge(env: RunEnv) -> int:
     from .history import History, default_path
     from .report import apply, classify, render
     store = env.store
-    summary = store.summary()
+    summary = dict(store.summary(), state=str(RunState.FINISHED))
     history = None
     previous = {}
     try:
