@@ -44,8 +44,10 @@ from typing import Any
 
 import yaml
 
+from . import validate
 from .errors import UserError
 from .image.recipe import find_recipe
+from .validate import NAME_RE, show
 
 TOP_KEYS = ("name", "description", "kernel", "kernels", "variants", "matrix", "repeat",
             "image", "machine", "timeouts", "hung_task_timeout", "workloads")
@@ -57,9 +59,9 @@ VARIANT_KEYS = ("fragments", "cmdline")
 MATRIX_KEYS = ("kernels", "variants", "workloads", "include", "exclude")
 MATRIX_DIMS = ("kernel", "variant", "workloads")
 # Names of kernels, variants and workload sets make cell ids and directory
-# names: letters, digits, '-' and '_' only (no '.', the id separator).
-NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,39}$")
+# names: lab.validate.NAME_RE.
 MAX_REPEAT = 100
+MAX_HUNG_TASK = 3600           # seconds; the kernel's detector, 0 disables it
 DEFAULT = "default"
 
 
@@ -174,17 +176,20 @@ def _type_name(t) -> str:
 def _expect(value, types, *, file, field_name):
     types = types if isinstance(types, tuple) else (types,)
     if isinstance(value, bool) and bool not in types or not isinstance(value, types):
-        raise UserError(f"expected {' or '.join(map(_type_name, types))}, got {value!r}",
+        raise UserError(f"expected {' or '.join(map(_type_name, types))}, got {show(value)}",
                         file=file, field=field_name)
     return value
 
 
+def _given(value, default):
+    """An optional field: absent or empty (YAML null) means the default, but
+    a falsy value of another type (0, "", false) is kept, so it is rejected
+    by its type check instead of passing as the default."""
+    return default if value is None else value
+
+
 def _timeout(value, *, file, field_name) -> float:
-    _expect(value, (int, float), file=file, field_name=field_name)
-    if not value > 0 or value == float("inf"):
-        raise UserError(f"must be a positive, finite number of seconds, got {value!r}",
-                        file=file, field=field_name)
-    return float(value)
+    return validate.seconds(value, file=file, field=field_name)
 
 
 def _unknown(d: dict, valid, *, file, where: str) -> None:
@@ -196,10 +201,7 @@ def _unknown(d: dict, valid, *, file, where: str) -> None:
 
 
 def _name(value, *, file, field_name) -> str:
-    if not isinstance(value, str) or not NAME_RE.match(value):
-        raise UserError(f"{value!r} is not a valid name; valid: 1-40 letters, digits, '-' "
-                        "or '_', starting with a letter or digit", file=file, field=field_name)
-    return value
+    return validate.name(value, file=file, field=field_name)
 
 
 def _names(raw, valid: list[str], *, file, field_name) -> tuple[str, ...]:
@@ -212,7 +214,7 @@ def _names(raw, valid: list[str], *, file, field_name) -> tuple[str, ...]:
                         field=field_name)
     for i, n in enumerate(raw):
         if n not in valid:
-            raise UserError(f"{n!r} is not defined; valid: {', '.join(valid)}", file=file,
+            raise UserError(f"{show(n)} is not defined; valid: {', '.join(valid)}", file=file,
                             field=f"{field_name}[{i}]")
     return tuple(raw)
 
@@ -222,7 +224,7 @@ def parse_kernel(raw, *, file: str, base: Path, field_name: str = "kernel") -> K
     if raw == "distro":
         return KernelSpec(KernelKind.DISTRO)
     if not isinstance(raw, dict) or len(raw) != 1:
-        raise UserError(f"expected {valid}, got {raw!r}", file=file, field=field_name)
+        raise UserError(f"expected {valid}, got {show(raw)}", file=file, field=field_name)
     (kind, val), = raw.items()
     sub = f"{field_name}.{kind}"
     if kind == "distro":
@@ -284,7 +286,7 @@ def parse_variants(raw, *, file: str, base: Path) -> tuple[Variant, ...]:
         _name(name, file=file, field_name=where)
         if isinstance(val, list):          # shorthand: the fragment list
             val = {"fragments": val}
-        val = _expect(val or {}, dict, file=file, field_name=where)
+        val = _expect(_given(val, {}), dict, file=file, field_name=where)
         _unknown(val, VARIANT_KEYS, file=file, where=where)
         frags = None
         if "fragments" in val:
@@ -311,21 +313,23 @@ def parse_workloads(raw, *, file: str, default_timeout: float,
         if "name" in item:
             _unknown(item, ("name", "timeout", "options"), file=file, where=at)
             name = _expect(item["name"], str, file=file, field_name=f"{at}.name")
-            opts = item.get("options") or {}
+            opts_at, timeout_at = f"{at}.options", f"{at}.timeout"
+            opts = _given(item.get("options"), {})
             timeout = item.get("timeout")
-        elif len(item) == 1:
+        elif len(item) == 1:                      # shorthand: {NAME: {options, timeout}}
             (name, opts), = item.items()
-            opts = _expect(opts or {}, dict, file=file, field_name=f"{at}.{name}")
-            opts = dict(opts)
+            opts_at = f"{at}.{name}"
+            timeout_at = f"{opts_at}.timeout"
+            opts = dict(_expect(_given(opts, {}), dict, file=file, field_name=opts_at))
             timeout = opts.pop("timeout", None)
         else:
             raise UserError("expected {NAME: {options}} or {name: NAME, options: {...}}",
                             file=file, field=at)
         cls = lookup(name, file=file, field=f"{at}.name")
-        _expect(opts, dict, file=file, field_name=f"{at}.options")
-        options = cls.parse_options(opts, file=file, where=f"{at}.options")
+        _expect(opts, dict, file=file, field_name=opts_at)
+        options = cls.parse_options(opts, file=file, where=opts_at)
         t = default_timeout if timeout is None else _timeout(timeout, file=file,
-                                                              field_name=f"{at}.timeout")
+                                                              field_name=timeout_at)
         out.append(WorkloadEntry(name=name, options=options, timeout=t))
     _check_case_names(out, file=file, where=where)
     return tuple(out)
@@ -362,7 +366,7 @@ def parse_workload_sets(raw, *, file: str, default_timeout: float) -> tuple[Work
 def parse_matrix(raw, job_names: dict[str, list[str]], *, file: str) -> MatrixSpec:
     """`matrix:` {kernels, variants, workloads: [names]} and include/exclude
     lists of {kernel, variant, workloads} (exclude may give some of them)."""
-    m = _expect(raw or {}, dict, file=file, field_name="matrix")
+    m = _expect(_given(raw, {}), dict, file=file, field_name="matrix")
     _unknown(m, MATRIX_KEYS, file=file, where="matrix")
     chosen = {}
     for dim, key in zip(MATRIX_DIMS, ("kernels", "variants", "workloads")):
@@ -370,7 +374,7 @@ def parse_matrix(raw, job_names: dict[str, list[str]], *, file: str) -> MatrixSp
             chosen[key] = _names(m[key], job_names[dim], file=file, field_name=f"matrix.{key}")
 
     def cells(key: str, full: bool):
-        lst = _expect(m.get(key) or [], list, file=file, field_name=f"matrix.{key}")
+        lst = _expect(_given(m.get(key), []), list, file=file, field_name=f"matrix.{key}")
         out = []
         for i, c in enumerate(lst):
             at = f"matrix.{key}[{i}]"
@@ -381,7 +385,7 @@ def parse_matrix(raw, job_names: dict[str, list[str]], *, file: str) -> MatrixSp
                                 field=at)
             for dim in MATRIX_DIMS:
                 if dim in c and c[dim] not in job_names[dim]:
-                    raise UserError(f"{c[dim]!r} is not defined; valid: "
+                    raise UserError(f"{show(c[dim])} is not defined; valid: "
                                     f"{', '.join(job_names[dim])}", file=file,
                                     field=f"{at}.{dim}")
                 if full and dim not in c and len(job_names[dim]) > 1:
@@ -397,14 +401,14 @@ def parse_matrix(raw, job_names: dict[str, list[str]], *, file: str) -> MatrixSp
 
 
 def _machine(m, *, file) -> MachineOpts:
-    m = _expect(m or {}, dict, file=file, field_name="machine")
+    m = _expect(_given(m, {}), dict, file=file, field_name="machine")
     _unknown(m, tuple(MACHINE_KEYS), file=file, where="machine")
     for k, t in MACHINE_KEYS.items():
         if k in m:
-            _expect(m[k], t, file=file, field_name=f"machine.{k}")
-            if t is int and m[k] < (1 if k in ("memory_mb", "cpus") else 0):
-                raise UserError(f"must be >= {1 if k in ('memory_mb', 'cpus') else 0}, "
-                                f"got {m[k]}", file=file, field=f"machine.{k}")
+            if t is int:
+                validate.machine_number(k, m[k], file=file, field=f"machine.{k}")
+            else:
+                _expect(m[k], t, file=file, field_name=f"machine.{k}")
     if m.get("accel", "auto") not in ACCELS:
         raise UserError(f"{m['accel']!r} is not valid; valid: {', '.join(ACCELS)}", file=file,
                         field="machine.accel")
@@ -433,15 +437,12 @@ def parse_job(data, *, file: str, base: Path) -> Job:
     image_path = base / image if image.endswith((".yaml", ".yml")) else None
     find_recipe(str(image_path) if image_path else image, file=file, field="image")
     machine = _machine(data.get("machine"), file=file)
-    t = _expect(data.get("timeouts") or {}, dict, file=file, field_name="timeouts")
+    t = _expect(_given(data.get("timeouts"), {}), dict, file=file, field_name="timeouts")
     _unknown(t, TIMEOUT_KEYS, file=file, where="timeouts")
     boot = _timeout(t.get("boot", 180), file=file, field_name="timeouts.boot")
     wl_t = _timeout(t.get("workload", 600), file=file, field_name="timeouts.workload")
-    hung = _expect(data.get("hung_task_timeout", 20), int, file=file,
-                   field_name="hung_task_timeout")
-    if hung < 0:
-        raise UserError(f"must be >= 0 (0 disables), got {hung}", file=file,
-                        field="hung_task_timeout")
+    hung = validate.integer(data.get("hung_task_timeout", 20), 0, MAX_HUNG_TASK, file=file,
+                            field="hung_task_timeout", unit="seconds (0 disables)")
     sets = parse_workload_sets(data["workloads"], file=file, default_timeout=wl_t)
     variants = (parse_variants(data["variants"], file=file, base=base)
                 if "variants" in data else (Variant(DEFAULT),))
@@ -460,7 +461,9 @@ def parse_job(data, *, file: str, base: Path) -> Job:
               image=str(image_path) if image_path else image, machine=machine,
               boot_timeout=boot, workload_timeout=wl_t, hung_task_timeout=hung,
               workload_sets=sets, variants=variants, matrix=matrix, repeat=repeat,
-              description=str(data.get("description", "")), declared=frozenset(declared))
+              description=_expect(_given(data.get("description"), ""), str, file=file,
+                                  field_name="description"),
+              declared=frozenset(declared))
     from .matrix import expand
     if not expand(job):
         raise UserError("the matrix expands to no cell (every cell is excluded)", file=file,

@@ -1,0 +1,93 @@
+"""Reproducers of issue 10 (items 2, 3 and 6): each bad job file is a
+UserError (exit 3) naming the file and the field, never a traceback, a hang
+or a write outside the run directory."""
+
+import pytest
+
+from lab import validate
+from lab.errors import UserError
+from lab.job import load_job
+
+HEAD = "name: t\nkernel: distro\nimage: debian-bookworm\n"
+WL = "workloads: [{fio: {}}]\n"
+
+
+def rejected(tmp_path, text, field, *fragments):
+    p = tmp_path / "job.yaml"
+    p.write_text(text)
+    with pytest.raises(UserError) as e:
+        load_job(p)
+    assert e.value.file == str(p) and e.value.exit_code == 3
+    assert e.value.field == field, str(e.value)
+    for f in fragments:
+        assert f in str(e.value), str(e.value)
+    return e.value
+
+
+@pytest.mark.parametrize("text, field", [
+    ("machine: {memory_mb: 10000000000}\n", "machine.memory_mb"),    # 10 TB
+    ("machine: {cpus: 100000}\n", "machine.cpus"),
+    ("machine: {memory_mb: 32}\n", "machine.memory_mb"),
+    ("machine: {nvme_mb: -1}\n", "machine.nvme_mb"),
+    ("machine: {pmem_mb: 2000000000}\n", "machine.pmem_mb"),
+    ("machine: {cpus: 1.5}\n", "machine.cpus"),
+    ("machine: 0\n", "machine"),
+])
+def test_machine_sizes_are_bounded_by_the_host(tmp_path, text, field):
+    rejected(tmp_path, HEAD + WL + text, field)
+
+
+@pytest.mark.parametrize("value", [".inf", ".nan", "-1", "0", "1e400", "10" * 200, "'60'"])
+def test_timeouts_are_positive_and_finite(tmp_path, value):
+    rejected(tmp_path, HEAD + WL + f"timeouts: {{boot: {value}}}\n", "timeouts.boot")
+    rejected(tmp_path, HEAD + f"workloads: [{{fio: {{timeout: {value}}}}}]\n",
+             "workloads[0].fio.timeout")
+
+
+def test_hung_task_timeout_is_bounded(tmp_path):
+    rejected(tmp_path, HEAD + WL + "hung_task_timeout: 99999999\n", "hung_task_timeout")
+
+
+@pytest.mark.parametrize("name", ["a/b", "../../../x", ".hidden", "x" * 300, ""])
+def test_shell_case_is_a_safe_file_name(tmp_path, name):
+    rejected(tmp_path, HEAD + f"workloads: [{{shell: {{command: 'true', case: '{name}'}}}}]\n",
+             "workloads[0].shell.case", "valid:")
+
+
+@pytest.mark.parametrize("name", ["../x", "x" * 300])
+def test_job_name_is_a_safe_path_component(tmp_path, name):
+    rejected(tmp_path, HEAD.replace("name: t", f"name: '{name}'") + WL, "name")
+
+
+@pytest.mark.parametrize("opts, field", [
+    ("{fio: {targets: []}}", "workloads[0].fio.targets"),
+    ("{fio: {engines: []}}", "workloads[0].fio.engines"),
+    ("{fio: {targets: [nvme, nvme]}}", "workloads[0].fio.targets[1]"),
+    ("{gup_test: {variants: []}}", "workloads[0].gup_test.variants"),
+    ("{gup_test: {backings: []}}", "workloads[0].gup_test.backings"),
+    ("{fio: {bs: '4k;x'}}", "workloads[0].fio.bs"),
+    ("{fio: {bs: 4k -x}}", "workloads[0].fio.bs"),
+    ("{dax: {stuck_after: .inf}}", "workloads[0].dax.stuck_after"),
+    ("{rdma: {netdev: 'eth0; reboot'}}", "workloads[0].rdma.netdev"),
+    ("{fio: abc}", "workloads[0].fio"),
+])
+def test_workload_options(tmp_path, opts, field):
+    e = rejected(tmp_path, HEAD + f"workloads: [{opts}]\n", field)
+    if field.endswith(".bs"):
+        assert "[0-9]+[kKmM]?" in str(e)
+
+
+def test_fio_bs_accepts_sizes(tmp_path):
+    p = tmp_path / "job.yaml"
+    p.write_text(HEAD + "workloads: [{fio: {bs: 64k}}, {fio: {bs: '512'}}]\n")
+    assert [w.options["bs"] for w in load_job(p).workloads] == ["64k", "512"]
+
+
+def test_machine_bounds_come_from_the_host(monkeypatch):
+    monkeypatch.setattr(validate, "host_cpus", lambda: 4)
+    monkeypatch.setattr(validate, "host_memory_mb", lambda: 8192)
+    assert validate.machine_number("cpus", 4, field="cpus") == 4
+    with pytest.raises(UserError, match=r"1\.\.4"):
+        validate.machine_number("cpus", 5, field="cpus")
+    with pytest.raises(UserError, match=r"64\.\.8192"):
+        validate.machine_number("memory_mb", 8193, field="--memory")
