@@ -473,9 +473,59 @@ def parse_job(data, *, file: str, base: Path) -> Job:
 
 # --- YAML with line numbers ---------------------------------------------------
 
+MAX_FILE_BYTES = 1 << 20       # a job file is a page or two of YAML
+# A document's size with every alias expanded: its nodes plus the characters
+# of its scalars. Aliases let a small file stand for a huge document (a
+# "billion laughs"); anything that later walks or prints it would take that
+# long, so the loader refuses it while composing, in bounded time and memory.
+MAX_EXPANDED = 1 << 21
+MAX_DEPTH = 64                 # nesting: the composer and the checks recurse
+
+
 class _Loader(yaml.SafeLoader):
     """SafeLoader that rejects duplicate keys and remembers each key's line,
-    so an error about a field can name the line it is on."""
+    so an error about a field can name the line it is on; and that refuses
+    documents nested deeper than MAX_DEPTH, aliases to a node being composed
+    (a recursive document), and documents whose expansion exceeds MAX_EXPANDED."""
+
+    def __init__(self, stream):
+        super().__init__(stream)
+        self._depth = 0
+
+    def compose_node(self, parent, index):
+        if self.check_event(yaml.AliasEvent):
+            ev = self.peek_event()
+            target = self.anchors.get(ev.anchor)
+            if target is not None and not hasattr(target, "lab_size"):
+                raise yaml.composer.ComposerError(
+                    None, None, f"alias *{ev.anchor} refers to a node that contains it",
+                    ev.start_mark)
+            return super().compose_node(parent, index)
+        mark = self.peek_event().start_mark
+        self._depth += 1
+        if self._depth > MAX_DEPTH:
+            raise yaml.composer.ComposerError(None, None, f"nested deeper than {MAX_DEPTH} "
+                                              "levels", mark)
+        try:
+            node = super().compose_node(parent, index)
+        finally:
+            self._depth -= 1
+        node.lab_size = _expanded_size(node)
+        if node.lab_size > MAX_EXPANDED:
+            raise yaml.composer.ComposerError(
+                None, None, f"the document expands (aliases included) to more than "
+                            f"{MAX_EXPANDED} nodes and characters", mark)
+        return node
+
+
+def _expanded_size(node) -> int:
+    """A node's size with aliases expanded, from its children's (each child
+    was composed first and carries its own)."""
+    if isinstance(node, yaml.ScalarNode):
+        return 1 + len(node.value)
+    children = (node.value if isinstance(node, yaml.SequenceNode)
+                else [n for kv in node.value for n in kv])
+    return 1 + sum(c.lab_size for c in children)
 
 
 class LineDict(dict):
@@ -541,21 +591,40 @@ def line_of(data, field_path: str) -> int | None:
     return line
 
 
-def load_job(path: str | Path) -> Job:
-    p = Path(path)
-    file = str(path)
+def _load_yaml(text: str, *, file: str):
+    """The document, composed under _Loader's caps, then constructed."""
+    loader = _Loader(text)
     try:
-        text = p.read_text()
-    except FileNotFoundError:
-        raise UserError("no such job file", file=file) from None
-    except (IsADirectoryError, UnicodeDecodeError, PermissionError) as e:
-        raise UserError(f"cannot read job file: {e}", file=file) from None
-    try:
-        data = yaml.load(text, Loader=_Loader)  # noqa: S506 - a SafeLoader subclass
+        node = loader.get_single_node()
+        return None if node is None else loader.construct_document(node)
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         raise UserError(f"not valid YAML: {getattr(e, 'problem', None) or e}", file=file,
                         line=mark.line + 1 if mark else None) from None
+    except (ValueError, OverflowError, RecursionError) as e:
+        # a scalar PyYAML resolves but cannot build: an int of 5000 digits,
+        # a timestamp like 2001-13-45
+        raise UserError(f"not valid YAML: a value cannot be read ({show(str(e), 120)})",
+                        file=file) from None
+    finally:
+        loader.dispose()
+
+
+def load_job(path: str | Path) -> Job:
+    p = Path(path)
+    file = str(path)
+    try:
+        with open(p, "rb") as f:
+            raw = f.read(MAX_FILE_BYTES + 1)
+        if len(raw) > MAX_FILE_BYTES:
+            raise UserError(f"larger than {MAX_FILE_BYTES} bytes; valid: a job file of at "
+                            "most 1 MiB", file=file)
+        text = raw.decode("utf-8")
+    except FileNotFoundError:
+        raise UserError("no such job file", file=file) from None
+    except (IsADirectoryError, UnicodeDecodeError, PermissionError) as e:
+        raise UserError(f"cannot read job file: {e}", file=file) from None
+    data = _load_yaml(text, file=file)
     try:
         return parse_job(data, file=file, base=p.resolve().parent)
     except UserError as e:

@@ -2,6 +2,8 @@
 UserError (exit 3) naming the file and the field, never a traceback, a hang
 or a write outside the run directory."""
 
+import time
+
 import pytest
 
 from lab import validate
@@ -81,6 +83,41 @@ def test_fio_bs_accepts_sizes(tmp_path):
     p = tmp_path / "job.yaml"
     p.write_text(HEAD + "workloads: [{fio: {bs: 64k}}, {fio: {bs: '512'}}]\n")
     assert [w.options["bs"] for w in load_job(p).workloads] == ["64k", "512"]
+
+
+BOMB = "".join(f"{c}: &{c} [{', '.join([f'*{p}'] * 9)}]\n"
+               for p, c in zip("abcdefgh", "bcdefghi"))
+
+
+@pytest.mark.parametrize("where", ["description: *i\n", "workloads: [{shell: {command: *i}}]\n"])
+def test_alias_bomb_is_refused_at_once(tmp_path, where):
+    text = HEAD + "a: &a [lol, lol, lol, lol, lol, lol, lol, lol, lol]\n" + BOMB + where
+    t = time.monotonic()
+    p = tmp_path / "job.yaml"
+    p.write_text(text)
+    with pytest.raises(UserError, match="expands") as e:
+        load_job(p)
+    assert time.monotonic() - t < 1 and e.value.file == str(p)
+
+
+@pytest.mark.parametrize("text, what", [
+    ("a: &a [*a]\n", "refers to a node that contains it"),
+    ("[" * 500 + "]" * 500 + "\n", "nested deeper"),
+    ("x: 1" + "0" * 5000 + "\n", "cannot be read"),
+    ("x: 2001-13-45\n", "cannot be read"),
+])
+def test_yaml_that_cannot_be_built(tmp_path, text, what):
+    p = tmp_path / "job.yaml"
+    p.write_text(text)
+    with pytest.raises(UserError, match=what):
+        load_job(p)
+
+
+def test_file_size_is_capped(tmp_path):
+    p = tmp_path / "job.yaml"
+    p.write_text(HEAD + WL + "description: '" + "x" * (2 << 20) + "'\n")
+    with pytest.raises(UserError, match="larger than"):
+        load_job(p)
 
 
 def test_machine_bounds_come_from_the_host(monkeypatch):
