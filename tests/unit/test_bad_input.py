@@ -128,3 +128,42 @@ def test_machine_bounds_come_from_the_host(monkeypatch):
         validate.machine_number("cpus", 5, field="cpus")
     with pytest.raises(UserError, match=r"64\.\.8192"):
         validate.machine_number("memory_mb", 8193, field="--memory")
+
+
+# --- the command line: the same bounds, and -o checked before anything runs ---
+
+@pytest.mark.parametrize("args, field", [
+    (["--memory", "-1"], "--memory"), (["--cpus", "0"], "--cpus"),
+    (["--timeout", "-1"], "--timeout"), (["--timeout", "inf"], "--timeout"),
+    (["--pmem", "-5"], "--pmem"), (["--nvme", "-1"], "--nvme"),
+    (["-o", "/etc/hostname"], "-o"),
+])
+def test_lab_boot_numbers_and_output(capsys, args, field):
+    from lab.cli import main
+    assert main(["boot", "--dry-run", *args]) == 3
+    err = capsys.readouterr().err
+    assert f"field '{field}'" in err and ("must be" in err or "valid:" in err), err
+
+
+def test_output_that_is_a_file_or_cannot_be_made(tmp_path):
+    from lab.store import prepare_output
+    f = tmp_path / "file"
+    f.write_text("")
+    for bad in (f, f / "sub"):
+        with pytest.raises(UserError, match="valid: a new or existing directory"):
+            prepare_output(bad)
+    assert prepare_output(tmp_path / "a" / "b").is_dir()
+
+
+def test_output_on_a_read_only_filesystem_is_the_hosts_fault(tmp_path, monkeypatch):
+    import errno
+    from pathlib import Path
+    from lab.errors import InfraError
+    from lab.store import RunStore
+
+    def rofs(self, *a, **kw):
+        raise OSError(errno.EROFS, "Read-only file system")
+    monkeypatch.setattr(Path, "mkdir", rofs)
+    with pytest.raises(InfraError, match="Read-only file system") as e:
+        RunStore(tmp_path / "run", {})
+    assert e.value.exit_code == 2
