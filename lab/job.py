@@ -196,8 +196,8 @@ def _unknown(d: dict, valid, *, file, where: str) -> None:
     bad = sorted(set(map(str, d)) - set(valid))
     if bad:
         prefix = f"{where}." if where else ""
-        raise UserError(f"unknown key '{bad[0]}'; valid: {', '.join(valid)}", file=file,
-                        field=prefix + bad[0])
+        raise UserError(f"unknown key {show(bad[0])}; valid: {', '.join(valid)}", file=file,
+                        field=prefix + (bad[0] or "''"))
 
 
 def _name(value, *, file, field_name) -> str:
@@ -231,7 +231,7 @@ def parse_kernel(raw, *, file: str, base: Path, field_name: str = "kernel") -> K
         return KernelSpec(KernelKind.DISTRO, release=_expect(val, str, file=file,
                                                              field_name=sub))
     if kind == "artifact":
-        p = (base / Path(_expect(val, str, file=file, field_name=sub))).expanduser()
+        p = (base / Path(validate.path_text(val, file=file, field=sub))).expanduser()
         if not (p / "bzImage").exists():
             raise UserError(f"{p} is not a kernel artifact directory (no bzImage in it); "
                             "valid: a directory printed by `lab build`", file=file, field=sub)
@@ -433,7 +433,7 @@ def parse_job(data, *, file: str, base: Path) -> Job:
         kernels = parse_kernels(data["kernels"], file=file, base=base)
     else:
         kernels = (NamedKernel(DEFAULT, parse_kernel(data["kernel"], file=file, base=base)),)
-    image = _expect(data["image"], str, file=file, field_name="image")
+    image = validate.path_text(data["image"], file=file, field="image")
     image_path = base / image if image.endswith((".yaml", ".yml")) else None
     find_recipe(str(image_path) if image_path else image, file=file, field="image")
     machine = _machine(data.get("machine"), file=file)
@@ -593,8 +593,9 @@ def line_of(data, field_path: str) -> int | None:
 
 def _load_yaml(text: str, *, file: str):
     """The document, composed under _Loader's caps, then constructed."""
-    loader = _Loader(text)
+    loader = None
     try:
+        loader = _Loader(text)           # the reader refuses control characters here
         node = loader.get_single_node()
         return None if node is None else loader.construct_document(node)
     except yaml.YAMLError as e:
@@ -607,7 +608,8 @@ def _load_yaml(text: str, *, file: str):
         raise UserError(f"not valid YAML: a value cannot be read ({show(str(e), 120)})",
                         file=file) from None
     finally:
-        loader.dispose()
+        if loader is not None:
+            loader.dispose()
 
 
 def load_job(path: str | Path) -> Job:

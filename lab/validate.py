@@ -53,6 +53,22 @@ def name(value: Any, *, file: str | None = None, field: str) -> str:
     return value
 
 
+def path_text(value: Any, *, file: str | None = None, field: str) -> str:
+    """A string the user means as a path (an artifact, a tree, a series, a
+    fragment, an image recipe, a binary): no NUL, not absurdly long, and a
+    leading ~user that names a user of this host."""
+    if not isinstance(value, str) or not value:
+        raise UserError(f"expected a path string (not empty), got {show(value)}", file=file,
+                        field=field)
+    if "\0" in value or len(value) > 4096:
+        raise UserError(f"{show(value)} is not a usable path; valid: at most 4096 characters, "
+                        "no NUL", file=file, field=field)
+    if value.startswith("~") and os.path.expanduser(value) == value:
+        raise UserError(f"{show(value)}: no such user's home; valid: ~/PATH, ~USER/PATH of "
+                        "a user of this host, or a plain path", file=file, field=field)
+    return value
+
+
 def matching(pattern: str, form: str) -> Callable[..., str]:
     """A check that a string matches `pattern` in full; `form` says in words
     what matches (the message gives both)."""

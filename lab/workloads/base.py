@@ -18,6 +18,10 @@ from ..kernel.artifact import KernelArtifact
 from ..results import CaseResult
 
 
+TYPE_NAMES = {tuple: "a list", str: "a string", int: "an integer", float: "a number",
+              bool: "true or false"}
+
+
 @dataclass(frozen=True)
 class Option:
     """One workload option: its type, default and a line of help, and what
@@ -42,7 +46,8 @@ class Option:
         if self.type is tuple and isinstance(value, list):
             value = tuple(value)
         if not isinstance(value, self.type) or (self.type is int and isinstance(value, bool)):
-            raise UserError(f"expected {self.type.__name__}, got {show(value)} ({self.help})",
+            raise UserError(f"expected {TYPE_NAMES.get(self.type, self.type.__name__)}, got "
+                            f"{show(value)} ({self.help})",
                             file=file, field=field_name)
         if self.type is tuple:
             self._check_items(value, file=file, field_name=field_name)

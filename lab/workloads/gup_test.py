@@ -11,7 +11,7 @@ import re
 import shlex
 from pathlib import Path
 
-from .. import hang
+from .. import hang, validate
 from ..errors import CommandTimeout
 from ..results import CaseResult, Status
 from ..validate import MAX_DISK_MB
@@ -89,7 +89,7 @@ class GupTest(Workload):
         "repeats": Option(int, 1, "benchmark repeats (-r)", minimum=1, maximum=1 << 20),
         "threads": Option(int, 1, "threads (-j)", minimum=1, maximum=1024),
         "binary": Option(str, "", "a gup_test binary on the host (default: the kernel "
-                                  "artifact's)"),
+                                  "artifact's)", valid=validate.path_text),
     }
 
     def binary(self, ctx: WorkloadContext) -> Path | None:

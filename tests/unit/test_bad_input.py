@@ -113,6 +113,25 @@ def test_yaml_that_cannot_be_built(tmp_path, text, what):
         load_job(p)
 
 
+@pytest.mark.parametrize("text, field", [
+    ('image: "a\\0b"\n', "image"),
+    ('kernel: {build: {tree: "~nosuchuser/linux"}}\n', "kernel.build.tree"),
+    ('kernel: {build: {linux_source: true, series: [3]}}\n', "kernel.build.series"),
+    ("'': 1\n", "''"),
+])
+def test_found_by_the_fuzzer(tmp_path, text, field):
+    head = "".join(line for line in HEAD.splitlines(keepends=True)
+                   if not text.startswith(line.split(":")[0]))
+    rejected(tmp_path, head + WL + text, field)
+
+
+def test_control_characters(tmp_path):
+    p = tmp_path / "job.yaml"
+    p.write_text(HEAD + WL + "description: \x1f\n")
+    with pytest.raises(UserError, match="not valid YAML"):
+        load_job(p)
+
+
 def test_file_size_is_capped(tmp_path):
     p = tmp_path / "job.yaml"
     p.write_text(HEAD + WL + "description: '" + "x" * (2 << 20) + "'\n")
