@@ -44,8 +44,10 @@ from typing import Any
 
 import yaml
 
+from . import validate
 from .errors import UserError
 from .image.recipe import find_recipe
+from .validate import NAME_RE, show
 
 TOP_KEYS = ("name", "description", "kernel", "kernels", "variants", "matrix", "repeat",
             "image", "machine", "timeouts", "hung_task_timeout", "workloads")
@@ -57,9 +59,9 @@ VARIANT_KEYS = ("fragments", "cmdline")
 MATRIX_KEYS = ("kernels", "variants", "workloads", "include", "exclude")
 MATRIX_DIMS = ("kernel", "variant", "workloads")
 # Names of kernels, variants and workload sets make cell ids and directory
-# names: letters, digits, '-' and '_' only (no '.', the id separator).
-NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,39}$")
+# names: lab.validate.NAME_RE.
 MAX_REPEAT = 100
+MAX_HUNG_TASK = 3600           # seconds; the kernel's detector, 0 disables it
 DEFAULT = "default"
 
 
@@ -174,32 +176,32 @@ def _type_name(t) -> str:
 def _expect(value, types, *, file, field_name):
     types = types if isinstance(types, tuple) else (types,)
     if isinstance(value, bool) and bool not in types or not isinstance(value, types):
-        raise UserError(f"expected {' or '.join(map(_type_name, types))}, got {value!r}",
+        raise UserError(f"expected {' or '.join(map(_type_name, types))}, got {show(value)}",
                         file=file, field=field_name)
     return value
 
 
+def _given(value, default):
+    """An optional field: absent or empty (YAML null) means the default, but
+    a falsy value of another type (0, "", false) is kept, so it is rejected
+    by its type check instead of passing as the default."""
+    return default if value is None else value
+
+
 def _timeout(value, *, file, field_name) -> float:
-    _expect(value, (int, float), file=file, field_name=field_name)
-    if not value > 0 or value == float("inf"):
-        raise UserError(f"must be a positive, finite number of seconds, got {value!r}",
-                        file=file, field=field_name)
-    return float(value)
+    return validate.seconds(value, file=file, field=field_name)
 
 
 def _unknown(d: dict, valid, *, file, where: str) -> None:
     bad = sorted(set(map(str, d)) - set(valid))
     if bad:
         prefix = f"{where}." if where else ""
-        raise UserError(f"unknown key '{bad[0]}'; valid: {', '.join(valid)}", file=file,
-                        field=prefix + bad[0])
+        raise UserError(f"unknown key {show(bad[0])}; valid: {', '.join(valid)}", file=file,
+                        field=prefix + (bad[0] or "''"))
 
 
 def _name(value, *, file, field_name) -> str:
-    if not isinstance(value, str) or not NAME_RE.match(value):
-        raise UserError(f"{value!r} is not a valid name; valid: 1-40 letters, digits, '-' "
-                        "or '_', starting with a letter or digit", file=file, field=field_name)
-    return value
+    return validate.name(value, file=file, field=field_name)
 
 
 def _names(raw, valid: list[str], *, file, field_name) -> tuple[str, ...]:
@@ -212,7 +214,7 @@ def _names(raw, valid: list[str], *, file, field_name) -> tuple[str, ...]:
                         field=field_name)
     for i, n in enumerate(raw):
         if n not in valid:
-            raise UserError(f"{n!r} is not defined; valid: {', '.join(valid)}", file=file,
+            raise UserError(f"{show(n)} is not defined; valid: {', '.join(valid)}", file=file,
                             field=f"{field_name}[{i}]")
     return tuple(raw)
 
@@ -222,14 +224,14 @@ def parse_kernel(raw, *, file: str, base: Path, field_name: str = "kernel") -> K
     if raw == "distro":
         return KernelSpec(KernelKind.DISTRO)
     if not isinstance(raw, dict) or len(raw) != 1:
-        raise UserError(f"expected {valid}, got {raw!r}", file=file, field=field_name)
+        raise UserError(f"expected {valid}, got {show(raw)}", file=file, field=field_name)
     (kind, val), = raw.items()
     sub = f"{field_name}.{kind}"
     if kind == "distro":
         return KernelSpec(KernelKind.DISTRO, release=_expect(val, str, file=file,
                                                              field_name=sub))
     if kind == "artifact":
-        p = (base / Path(_expect(val, str, file=file, field_name=sub))).expanduser()
+        p = (base / Path(validate.path_text(val, file=file, field=sub))).expanduser()
         if not (p / "bzImage").exists():
             raise UserError(f"{p} is not a kernel artifact directory (no bzImage in it); "
                             "valid: a directory printed by `lab build`", file=file, field=sub)
@@ -284,7 +286,7 @@ def parse_variants(raw, *, file: str, base: Path) -> tuple[Variant, ...]:
         _name(name, file=file, field_name=where)
         if isinstance(val, list):          # shorthand: the fragment list
             val = {"fragments": val}
-        val = _expect(val or {}, dict, file=file, field_name=where)
+        val = _expect(_given(val, {}), dict, file=file, field_name=where)
         _unknown(val, VARIANT_KEYS, file=file, where=where)
         frags = None
         if "fragments" in val:
@@ -311,21 +313,23 @@ def parse_workloads(raw, *, file: str, default_timeout: float,
         if "name" in item:
             _unknown(item, ("name", "timeout", "options"), file=file, where=at)
             name = _expect(item["name"], str, file=file, field_name=f"{at}.name")
-            opts = item.get("options") or {}
+            opts_at, timeout_at = f"{at}.options", f"{at}.timeout"
+            opts = _given(item.get("options"), {})
             timeout = item.get("timeout")
-        elif len(item) == 1:
+        elif len(item) == 1:                      # shorthand: {NAME: {options, timeout}}
             (name, opts), = item.items()
-            opts = _expect(opts or {}, dict, file=file, field_name=f"{at}.{name}")
-            opts = dict(opts)
+            opts_at = f"{at}.{name}"
+            timeout_at = f"{opts_at}.timeout"
+            opts = dict(_expect(_given(opts, {}), dict, file=file, field_name=opts_at))
             timeout = opts.pop("timeout", None)
         else:
             raise UserError("expected {NAME: {options}} or {name: NAME, options: {...}}",
                             file=file, field=at)
         cls = lookup(name, file=file, field=f"{at}.name")
-        _expect(opts, dict, file=file, field_name=f"{at}.options")
-        options = cls.parse_options(opts, file=file, where=f"{at}.options")
+        _expect(opts, dict, file=file, field_name=opts_at)
+        options = cls.parse_options(opts, file=file, where=opts_at)
         t = default_timeout if timeout is None else _timeout(timeout, file=file,
-                                                              field_name=f"{at}.timeout")
+                                                              field_name=timeout_at)
         out.append(WorkloadEntry(name=name, options=options, timeout=t))
     _check_case_names(out, file=file, where=where)
     return tuple(out)
@@ -362,7 +366,7 @@ def parse_workload_sets(raw, *, file: str, default_timeout: float) -> tuple[Work
 def parse_matrix(raw, job_names: dict[str, list[str]], *, file: str) -> MatrixSpec:
     """`matrix:` {kernels, variants, workloads: [names]} and include/exclude
     lists of {kernel, variant, workloads} (exclude may give some of them)."""
-    m = _expect(raw or {}, dict, file=file, field_name="matrix")
+    m = _expect(_given(raw, {}), dict, file=file, field_name="matrix")
     _unknown(m, MATRIX_KEYS, file=file, where="matrix")
     chosen = {}
     for dim, key in zip(MATRIX_DIMS, ("kernels", "variants", "workloads")):
@@ -370,7 +374,7 @@ def parse_matrix(raw, job_names: dict[str, list[str]], *, file: str) -> MatrixSp
             chosen[key] = _names(m[key], job_names[dim], file=file, field_name=f"matrix.{key}")
 
     def cells(key: str, full: bool):
-        lst = _expect(m.get(key) or [], list, file=file, field_name=f"matrix.{key}")
+        lst = _expect(_given(m.get(key), []), list, file=file, field_name=f"matrix.{key}")
         out = []
         for i, c in enumerate(lst):
             at = f"matrix.{key}[{i}]"
@@ -381,7 +385,7 @@ def parse_matrix(raw, job_names: dict[str, list[str]], *, file: str) -> MatrixSp
                                 field=at)
             for dim in MATRIX_DIMS:
                 if dim in c and c[dim] not in job_names[dim]:
-                    raise UserError(f"{c[dim]!r} is not defined; valid: "
+                    raise UserError(f"{show(c[dim])} is not defined; valid: "
                                     f"{', '.join(job_names[dim])}", file=file,
                                     field=f"{at}.{dim}")
                 if full and dim not in c and len(job_names[dim]) > 1:
@@ -397,14 +401,14 @@ def parse_matrix(raw, job_names: dict[str, list[str]], *, file: str) -> MatrixSp
 
 
 def _machine(m, *, file) -> MachineOpts:
-    m = _expect(m or {}, dict, file=file, field_name="machine")
+    m = _expect(_given(m, {}), dict, file=file, field_name="machine")
     _unknown(m, tuple(MACHINE_KEYS), file=file, where="machine")
     for k, t in MACHINE_KEYS.items():
         if k in m:
-            _expect(m[k], t, file=file, field_name=f"machine.{k}")
-            if t is int and m[k] < (1 if k in ("memory_mb", "cpus") else 0):
-                raise UserError(f"must be >= {1 if k in ('memory_mb', 'cpus') else 0}, "
-                                f"got {m[k]}", file=file, field=f"machine.{k}")
+            if t is int:
+                validate.machine_number(k, m[k], file=file, field=f"machine.{k}")
+            else:
+                _expect(m[k], t, file=file, field_name=f"machine.{k}")
     if m.get("accel", "auto") not in ACCELS:
         raise UserError(f"{m['accel']!r} is not valid; valid: {', '.join(ACCELS)}", file=file,
                         field="machine.accel")
@@ -429,19 +433,16 @@ def parse_job(data, *, file: str, base: Path) -> Job:
         kernels = parse_kernels(data["kernels"], file=file, base=base)
     else:
         kernels = (NamedKernel(DEFAULT, parse_kernel(data["kernel"], file=file, base=base)),)
-    image = _expect(data["image"], str, file=file, field_name="image")
+    image = validate.path_text(data["image"], file=file, field="image")
     image_path = base / image if image.endswith((".yaml", ".yml")) else None
     find_recipe(str(image_path) if image_path else image, file=file, field="image")
     machine = _machine(data.get("machine"), file=file)
-    t = _expect(data.get("timeouts") or {}, dict, file=file, field_name="timeouts")
+    t = _expect(_given(data.get("timeouts"), {}), dict, file=file, field_name="timeouts")
     _unknown(t, TIMEOUT_KEYS, file=file, where="timeouts")
     boot = _timeout(t.get("boot", 180), file=file, field_name="timeouts.boot")
     wl_t = _timeout(t.get("workload", 600), file=file, field_name="timeouts.workload")
-    hung = _expect(data.get("hung_task_timeout", 20), int, file=file,
-                   field_name="hung_task_timeout")
-    if hung < 0:
-        raise UserError(f"must be >= 0 (0 disables), got {hung}", file=file,
-                        field="hung_task_timeout")
+    hung = validate.integer(data.get("hung_task_timeout", 20), 0, MAX_HUNG_TASK, file=file,
+                            field="hung_task_timeout", unit="seconds (0 disables)")
     sets = parse_workload_sets(data["workloads"], file=file, default_timeout=wl_t)
     variants = (parse_variants(data["variants"], file=file, base=base)
                 if "variants" in data else (Variant(DEFAULT),))
@@ -460,7 +461,9 @@ def parse_job(data, *, file: str, base: Path) -> Job:
               image=str(image_path) if image_path else image, machine=machine,
               boot_timeout=boot, workload_timeout=wl_t, hung_task_timeout=hung,
               workload_sets=sets, variants=variants, matrix=matrix, repeat=repeat,
-              description=str(data.get("description", "")), declared=frozenset(declared))
+              description=_expect(_given(data.get("description"), ""), str, file=file,
+                                  field_name="description"),
+              declared=frozenset(declared))
     from .matrix import expand
     if not expand(job):
         raise UserError("the matrix expands to no cell (every cell is excluded)", file=file,
@@ -470,9 +473,59 @@ def parse_job(data, *, file: str, base: Path) -> Job:
 
 # --- YAML with line numbers ---------------------------------------------------
 
+MAX_FILE_BYTES = 1 << 20       # a job file is a page or two of YAML
+# A document's size with every alias expanded: its nodes plus the characters
+# of its scalars. Aliases let a small file stand for a huge document (a
+# "billion laughs"); anything that later walks or prints it would take that
+# long, so the loader refuses it while composing, in bounded time and memory.
+MAX_EXPANDED = 1 << 21
+MAX_DEPTH = 64                 # nesting: the composer and the checks recurse
+
+
 class _Loader(yaml.SafeLoader):
     """SafeLoader that rejects duplicate keys and remembers each key's line,
-    so an error about a field can name the line it is on."""
+    so an error about a field can name the line it is on; and that refuses
+    documents nested deeper than MAX_DEPTH, aliases to a node being composed
+    (a recursive document), and documents whose expansion exceeds MAX_EXPANDED."""
+
+    def __init__(self, stream):
+        super().__init__(stream)
+        self._depth = 0
+
+    def compose_node(self, parent, index):
+        if self.check_event(yaml.AliasEvent):
+            ev = self.peek_event()
+            target = self.anchors.get(ev.anchor)
+            if target is not None and not hasattr(target, "lab_size"):
+                raise yaml.composer.ComposerError(
+                    None, None, f"alias *{ev.anchor} refers to a node that contains it",
+                    ev.start_mark)
+            return super().compose_node(parent, index)
+        mark = self.peek_event().start_mark
+        self._depth += 1
+        if self._depth > MAX_DEPTH:
+            raise yaml.composer.ComposerError(None, None, f"nested deeper than {MAX_DEPTH} "
+                                              "levels", mark)
+        try:
+            node = super().compose_node(parent, index)
+        finally:
+            self._depth -= 1
+        node.lab_size = _expanded_size(node)
+        if node.lab_size > MAX_EXPANDED:
+            raise yaml.composer.ComposerError(
+                None, None, f"the document expands (aliases included) to more than "
+                            f"{MAX_EXPANDED} nodes and characters", mark)
+        return node
+
+
+def _expanded_size(node) -> int:
+    """A node's size with aliases expanded, from its children's (each child
+    was composed first and carries its own)."""
+    if isinstance(node, yaml.ScalarNode):
+        return 1 + len(node.value)
+    children = (node.value if isinstance(node, yaml.SequenceNode)
+                else [n for kv in node.value for n in kv])
+    return 1 + sum(c.lab_size for c in children)
 
 
 class LineDict(dict):
@@ -538,21 +591,42 @@ def line_of(data, field_path: str) -> int | None:
     return line
 
 
-def load_job(path: str | Path) -> Job:
-    p = Path(path)
-    file = str(path)
+def _load_yaml(text: str, *, file: str):
+    """The document, composed under _Loader's caps, then constructed."""
+    loader = None
     try:
-        text = p.read_text()
-    except FileNotFoundError:
-        raise UserError("no such job file", file=file) from None
-    except (IsADirectoryError, UnicodeDecodeError, PermissionError) as e:
-        raise UserError(f"cannot read job file: {e}", file=file) from None
-    try:
-        data = yaml.load(text, Loader=_Loader)  # noqa: S506 - a SafeLoader subclass
+        loader = _Loader(text)           # the reader refuses control characters here
+        node = loader.get_single_node()
+        return None if node is None else loader.construct_document(node)
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         raise UserError(f"not valid YAML: {getattr(e, 'problem', None) or e}", file=file,
                         line=mark.line + 1 if mark else None) from None
+    except (ValueError, OverflowError, RecursionError) as e:
+        # a scalar PyYAML resolves but cannot build: an int of 5000 digits,
+        # a timestamp like 2001-13-45
+        raise UserError(f"not valid YAML: a value cannot be read ({show(str(e), 120)})",
+                        file=file) from None
+    finally:
+        if loader is not None:
+            loader.dispose()
+
+
+def load_job(path: str | Path) -> Job:
+    p = Path(path)
+    file = str(path)
+    try:
+        with open(p, "rb") as f:
+            raw = f.read(MAX_FILE_BYTES + 1)
+        if len(raw) > MAX_FILE_BYTES:
+            raise UserError(f"larger than {MAX_FILE_BYTES} bytes; valid: a job file of at "
+                            "most 1 MiB", file=file)
+        text = raw.decode("utf-8")
+    except FileNotFoundError:
+        raise UserError("no such job file", file=file) from None
+    except (IsADirectoryError, UnicodeDecodeError, PermissionError) as e:
+        raise UserError(f"cannot read job file: {e}", file=file) from None
+    data = _load_yaml(text, file=file)
     try:
         return parse_job(data, file=file, base=p.resolve().parent)
     except UserError as e:

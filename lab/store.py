@@ -4,6 +4,7 @@ for everything that finished."""
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import shutil
@@ -13,7 +14,35 @@ import time
 from pathlib import Path
 
 from . import junit
+from .errors import InfraError, UserError
 from .results import CaseResult, RunState, Status, SuiteResult
+
+
+# a filesystem that cannot take the results is the host's problem (exit 2)
+HOST_ERRNOS = (errno.EROFS, errno.ENOSPC, errno.EDQUOT, errno.EIO)
+
+
+def prepare_output(out: Path, *, field: str = "-o") -> Path:
+    """The directory a run, a boot or test-patch writes to, created and
+    proven writable before anything runs, so a bad `-o` is a one-line error
+    and not a traceback halfway through: a path that is a file, or one that
+    cannot be created, is bad input (exit 3); a read-only or full
+    filesystem is the host's fault (exit 2)."""
+    valid = "valid: a new or existing directory you can write"
+    if out.exists() and not out.is_dir():
+        raise UserError(f"{out} exists and is not a directory; {valid}", field=field)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        probe = out / f".lab-write-test-{os.getpid()}"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as e:
+        why = e.strerror or str(e)
+        if e.errno in HOST_ERRNOS:
+            raise InfraError(f"cannot write results to {out}: {why} (the filesystem "
+                             f"holding it); give -o on a writable filesystem") from None
+        raise UserError(f"cannot create or write {out}: {why}; {valid}", field=field) from None
+    return out
 
 
 def write_atomic(path: Path, text: str) -> None:
@@ -31,8 +60,7 @@ class RunStore:
     threads of parallel cells."""
 
     def __init__(self, out: Path, meta: dict, cells: list[dict] | None = None):
-        self.out = out
-        self.out.mkdir(parents=True, exist_ok=True)
+        self.out = prepare_output(out)
         self.suites: list[SuiteResult] = []
         self.meta = dict(format=SUMMARY_FORMAT, run_id=out.name, **meta,
                          started=time.strftime("%Y-%m-%dT%H:%M:%S%z"),

@@ -8,7 +8,9 @@ import sys
 import time
 from pathlib import Path
 
+from .. import validate
 from ..errors import UserError
+from ..store import prepare_output
 
 
 def register(sub) -> None:
@@ -137,6 +139,16 @@ def _dry_run(job, cells) -> int:
     return 0
 
 
+BOOT_SIZES = {"memory_mb": "--memory", "cpus": "--cpus", "nvme_mb": "--nvme",
+              "pmem_mb": "--pmem"}
+
+
+def boot_numbers(args) -> dict[str, int]:
+    """`lab boot`'s machine sizes, under the same bounds as a job's machine."""
+    return {key: validate.machine_number(key, getattr(args, opt[2:]), field=opt)
+            for key, opt in BOOT_SIZES.items()}
+
+
 def cmd_boot(args) -> int:
     from ..image.build import ensure
     from ..image.recipe import load_recipe
@@ -144,14 +156,17 @@ def cmd_boot(args) -> int:
     cmd = args.cmd[1:] if args.cmd[:1] == ["--"] else args.cmd
     if not cmd and not args.shell and not args.dry_run:
         raise UserError("give --shell or -- CMD...", field="lab boot")
+    sizes = boot_numbers(args)
+    timeout = validate.seconds(args.timeout, field="--timeout")
+    out = prepare_output(Path(args.output)) if args.output else None
     kernel = parse_kernel_arg(args.kernel)
     recipe = load_recipe(args.image, field="--image")
     image = ensure(recipe, log=lambda m: print(f"[lab] {m}", file=sys.stderr))
     import tempfile
-    out = Path(args.output) if args.output else Path(tempfile.mkdtemp(prefix="lab-boot-"))
-    cfg = BootConfig(kernel=kernel, image=image, memory_mb=args.memory, cpus=args.cpus,
-                     nvme_mb=args.nvme, pmem_mb=args.pmem, extra_cmdline=args.append,
-                     boot_timeout=args.timeout, hung_task_timeout=20)
+    out = out or Path(tempfile.mkdtemp(prefix="lab-boot-"))
+    cfg = BootConfig(kernel=kernel, image=image, extra_cmdline=args.append,
+                     boot_timeout=timeout,
+                     hung_task_timeout=20, **sizes)
     m = Machine(cfg, out)
     if args.dry_run:
         print(m.build_spec(ssh_port=10022, accel="tcg").shell())

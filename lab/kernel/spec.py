@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from .. import validate
 from ..errors import UserError
 
 DEFAULT_FRAGMENTS = ("lab", "debug")
@@ -46,7 +47,7 @@ class BuildSpec:
         if not isinstance(d, dict):
             raise UserError(f"must be a mapping with keys {', '.join(_KEYS)}", file=file,
                             field=field)
-        unknown = sorted(set(d) - set(_KEYS))
+        unknown = sorted(map(str, set(d) - set(_KEYS)))
         if unknown:
             valid = "; ".join(f"{k} ({v})" for k, v in _KEYS.items())
             raise UserError(f"unknown key(s) {', '.join(map(str, unknown))}; valid: {valid}",
@@ -56,9 +57,8 @@ class BuildSpec:
             return f"{field}.{k}"
 
         tree = d.get("tree")
-        if tree is not None and not isinstance(tree, str):
-            raise UserError(f"must be a path string, not {type(tree).__name__}", file=file,
-                            field=sub("tree"))
+        if tree is not None:
+            validate.path_text(tree, file=file, field=sub("tree"))
         ref = d.get("ref")
         if ref is not None:
             if isinstance(ref, (int, float)) and not isinstance(ref, bool):
@@ -103,8 +103,10 @@ def _str_list(v, file: str, field: str) -> tuple[str, ...]:
     if v is None:
         return ()
     if isinstance(v, str):
-        return (v,)
+        return (validate.path_text(v, file=file, field=field),)
     if isinstance(v, list) and all(isinstance(x, str) and x for x in v):
+        for i, x in enumerate(v):
+            validate.path_text(x, file=file, field=f"{field}[{i}]")
         return tuple(v)
     raise UserError("must be a string or a list of strings", file=file, field=field)
 

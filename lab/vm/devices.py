@@ -7,14 +7,24 @@ from dataclasses import dataclass
 from pathlib import Path
 
 
-def _kv(**opts) -> str:
-    parts = []
+def escape(value) -> str:
+    """A value inside a comma-separated qemu option (-drive, -object,
+    -chardev, -qmp, -name): qemu reads ',,' as a literal comma, so a path
+    with a comma in it (an -o directory) stays one value instead of
+    splitting into a bogus parameter."""
+    return str(value).replace(",", ",,")
+
+
+def _kv(head: str = "", **opts) -> str:
+    """head,key=value,... with every value escaped; None drops a key, a bool
+    is on/off, a trailing '_' is dropped (if_) and '_' is '-' (mem_path)."""
+    parts = [head] if head else []
     for k, v in opts.items():
         if v is None:
             continue
         if isinstance(v, bool):
             v = "on" if v else "off"
-        parts.append(f"{k.rstrip('_')}={v}")
+        parts.append(f"{k.rstrip('_').replace('_', '-')}={escape(v)}")
     return ",".join(parts)
 
 
@@ -39,8 +49,7 @@ class VirtioBlk(Device):
     def args(self) -> list[str]:
         return ["-drive", _kv(file=self.path, format=self.format, if_="none", id=self.id,
                               readonly=self.readonly or None, cache="unsafe"),
-                "-device", ",".join(filter(None, [f"virtio-blk-pci,drive={self.id}",
-                                                  self.serial and f"serial={self.serial}"]))]
+                "-device", _kv("virtio-blk-pci", drive=self.id, serial=self.serial)]
 
 
 @dataclass(frozen=True)
@@ -54,7 +63,7 @@ class NvmeDrive(Device):
     def args(self) -> list[str]:
         return ["-drive", _kv(file=self.path, format=self.format, if_="none", id=self.id,
                               cache="unsafe"),
-                "-device", f"nvme,drive={self.id},serial={self.serial}"]
+                "-device", _kv("nvme", drive=self.id, serial=self.serial)]
 
 
 @dataclass(frozen=True)
@@ -64,8 +73,9 @@ class UserNet(Device):
     ssh_port: int
 
     def args(self) -> list[str]:
-        return ["-netdev", f"user,id={self.id},hostfwd=tcp:127.0.0.1:{self.ssh_port}-:22",
-                "-device", f"virtio-net-pci,netdev={self.id}"]
+        return ["-netdev", _kv("user", id=self.id,
+                               hostfwd=f"tcp:127.0.0.1:{self.ssh_port}-:22"),
+                "-device", _kv("virtio-net-pci", netdev=self.id)]
 
 
 @dataclass(frozen=True)
@@ -83,16 +93,16 @@ class Nvdimm(Device):
         return self.size_mb
 
     def args(self) -> list[str]:
-        return ["-object", f"memory-backend-file,id={self.id}mem,share=on,"
-                           f"mem-path={self.path},size={self.size_mb}M",
-                "-device", f"nvdimm,id={self.id},memdev={self.id}mem"]
+        return ["-object", _kv("memory-backend-file", id=f"{self.id}mem", share=True,
+                               mem_path=self.path, size=f"{self.size_mb}M"),
+                "-device", _kv("nvdimm", id=self.id, memdev=f"{self.id}mem")]
 
 
 @dataclass(frozen=True)
 class VirtioRng(Device):
     def args(self) -> list[str]:
-        return ["-object", "rng-random,id=rng0,filename=/dev/urandom",
-                "-device", "virtio-rng-pci,rng=rng0"]
+        return ["-object", _kv("rng-random", id="rng0", filename="/dev/urandom"),
+                "-device", _kv("virtio-rng-pci", rng="rng0")]
 
 
 @dataclass(frozen=True)
@@ -103,8 +113,8 @@ class SerialSocket(Device):
     id: str = "ser0"
 
     def args(self) -> list[str]:
-        return ["-chardev", f"socket,id={self.id},path={self.socket},server=on,wait=off,"
-                            f"logfile={self.logfile}",
+        return ["-chardev", _kv("socket", id=self.id, path=self.socket, server=True,
+                                wait=False, logfile=self.logfile),
                 "-serial", f"chardev:{self.id}"]
 
 
@@ -113,4 +123,4 @@ class QmpSocket(Device):
     socket: Path
 
     def args(self) -> list[str]:
-        return ["-qmp", f"unix:{self.socket},server=on,wait=off"]
+        return ["-qmp", _kv(f"unix:{escape(self.socket)}", server=True, wait=False)]

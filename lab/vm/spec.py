@@ -7,7 +7,7 @@ import shlex
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .devices import Device
+from .devices import Device, escape
 
 ACCELERATORS = ("kvm", "tcg")
 
@@ -36,7 +36,7 @@ class MachineSpec:
         mem = f"{self.memory_mb}M"
         if slots:
             mem += f",slots={slots},maxmem={self.memory_mb + extra}M"
-        argv = [qemu, "-name", self.name, "-machine", ",".join(machine_opts),
+        argv = [qemu, "-name", escape(self.name), "-machine", ",".join(machine_opts),
                 "-cpu", "host" if self.accel == "kvm" else "max",
                 "-smp", str(self.cpus), "-m", mem,
                 "-nodefaults", "-no-user-config", "-display", "none", "-no-reboot",

@@ -6,45 +6,80 @@ after every workload (kernel findings, pin balance) itself.
 from __future__ import annotations
 
 import abc
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, ClassVar
 
 from ..errors import UserError
+from ..validate import is_int, show
 from ..guest.base import Guest
 from ..kernel.artifact import KernelArtifact
 from ..results import CaseResult
 
 
+TYPE_NAMES = {tuple: "a list", str: "a string", int: "an integer", float: "a number",
+              bool: "true or false"}
+
+
 @dataclass(frozen=True)
 class Option:
-    """One workload option: its type, default and a line of help."""
+    """One workload option: its type, default and a line of help, and what
+    values are valid. A list option (type tuple) needs at least `min_items`
+    items, each at most once; a number is finite and within minimum..maximum;
+    `valid` checks a string further (lab.validate.name for anything that
+    becomes a file name, lab.validate.matching for anything that reaches a
+    command line)."""
 
     type: type
     default: Any
     help: str = ""
     choices: tuple | None = None
     minimum: float | None = None
+    maximum: float | None = None
+    min_items: int = 1
+    valid: Callable[..., Any] | None = None
 
     def check(self, value: Any, *, file: str, field_name: str) -> Any:
-        if self.type is float and isinstance(value, int) and not isinstance(value, bool):
+        if self.type is float and is_int(value):
             value = float(value)
         if self.type is tuple and isinstance(value, list):
             value = tuple(value)
         if not isinstance(value, self.type) or (self.type is int and isinstance(value, bool)):
-            raise UserError(f"expected {self.type.__name__}, got {value!r} ({self.help})",
+            raise UserError(f"expected {TYPE_NAMES.get(self.type, self.type.__name__)}, got "
+                            f"{show(value)} ({self.help})",
                             file=file, field=field_name)
-        if self.choices is not None:
-            vals = value if isinstance(value, tuple) else (value,)
-            for v in vals:
-                if v not in self.choices:
-                    raise UserError(f"{v!r} is not valid; valid: {', '.join(map(str, self.choices))}",
-                                    file=file, field=field_name)
-        if self.minimum is not None and value < self.minimum:
-            raise UserError(f"must be >= {self.minimum:g}, got {value!r}", file=file,
-                            field=field_name)
+        if self.type is tuple:
+            self._check_items(value, file=file, field_name=field_name)
+        elif self.choices is not None and value not in self.choices:
+            raise UserError(f"{show(value)} is not valid; valid: "
+                            f"{', '.join(map(str, self.choices))}", file=file, field=field_name)
+        if self.type in (int, float):
+            lo = -math.inf if self.minimum is None else self.minimum
+            hi = math.inf if self.maximum is None else self.maximum
+            if not (math.isfinite(value) and lo <= value <= hi):
+                rng = (f"{lo:g}..{hi:g}" if self.maximum is not None and self.minimum is not None
+                       else f">= {lo:g}" if self.minimum is not None else f"<= {hi:g}"
+                       if self.maximum is not None else "finite")
+                raise UserError(f"must be {rng}, got {show(value)} ({self.help})", file=file,
+                                field=field_name)
+        if self.valid is not None:
+            self.valid(value, file=file, field=field_name)
         return value
 
+    def _check_items(self, value: tuple, *, file: str, field_name: str) -> None:
+        valid = f"; valid: {', '.join(map(str, self.choices))}" if self.choices else ""
+        if len(value) < self.min_items:
+            raise UserError(f"needs at least {self.min_items} item(s), got {show(value)}"
+                            f"{valid}", file=file, field=field_name)
+        for i, v in enumerate(value):
+            if self.choices is not None and not any(v == c and type(v) is type(c)
+                                                    for c in self.choices):
+                raise UserError(f"{show(v)} is not valid{valid}", file=file,
+                                field=f"{field_name}[{i}]")
+            if v in value[:i]:
+                raise UserError(f"{show(v)} is listed twice", file=file,
+                                field=f"{field_name}[{i}]")
 
 @dataclass
 class WorkloadContext:
@@ -80,11 +115,12 @@ class Workload(abc.ABC):
     @classmethod
     def parse_options(cls, raw: dict | None, *, file: str, where: str) -> dict[str, Any]:
         raw = dict(raw or {})
-        unknown = sorted(set(raw) - set(cls.options))
+        unknown = sorted(map(str, set(raw) - set(cls.options)))
         if unknown:
             valid = ", ".join(sorted(cls.options)) or "(none)"
             raise UserError(f"unknown option(s) {', '.join(unknown)} for workload "
-                            f"'{cls.name}'; valid: {valid}", file=file, field=where)
+                            f"'{cls.name}'; valid: {valid}", file=file,
+                            field=f"{where}.{unknown[0]}")
         out = {}
         for key, opt in cls.options.items():
             out[key] = (opt.check(raw[key], file=file, field_name=f"{where}.{key}")

@@ -13,6 +13,7 @@ import time
 from .. import hang
 from ..errors import CommandTimeout
 from ..results import CaseKind, CaseResult, Status
+from ..validate import MAX_DISK_MB, MAX_SECONDS
 from . import register
 from .base import Option, Workload, WorkloadContext
 from .common import (GUEST_DIR, NVME, GuestProc, fetch, first_line, has_dax_always,
@@ -118,15 +119,18 @@ class Dax(Workload):
     options = {
         "filesystems": Option(tuple, ("ext4", "xfs"), "filesystems mounted -o dax",
                               choices=("ext4", "xfs")),
-        "seconds": Option(int, 5, "seconds of pin + truncate stress per filesystem", minimum=1),
-        "size_mb": Option(int, 8, "size of the mapped file, MiB", minimum=1),
-        "chunk_kb": Option(int, 64, "bytes per read, KiB (multiple of 4)", minimum=4),
+        "seconds": Option(int, 5, "seconds of pin + truncate stress per filesystem", minimum=1,
+                          maximum=MAX_SECONDS),
+        "size_mb": Option(int, 8, "size of the mapped file, MiB", minimum=1, maximum=MAX_DISK_MB),
+        "chunk_kb": Option(int, 64, "bytes per read, KiB (multiple of 4)", minimum=4,
+                           maximum=1 << 20),
         "uring": Option(bool, True, "also pin with io_uring fixed buffers"),
         "stuck_after": Option(float, 20.0, "seconds a truncate may take before it is stuck",
-                              minimum=1),
+                              minimum=1, maximum=MAX_SECONDS),
         "kick_after": Option(float, 2.0, "seconds a truncate may keep waiting once nothing "
                              "references the file's pages before a signal restarts it (a "
-                             "lost wakeup if it then completes)", minimum=0.5),
+                             "lost wakeup if it then completes)", minimum=0.5,
+                             maximum=MAX_SECONDS),
     }
 
     def run(self, ctx: WorkloadContext) -> list[CaseResult]:

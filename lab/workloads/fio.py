@@ -10,12 +10,14 @@ from dataclasses import dataclass
 from .. import hang
 from ..errors import CommandTimeout
 from ..results import CaseResult, Status
+from ..validate import MAX_DISK_MB, matching
 from . import register
 from .base import Option, Workload, WorkloadContext
 from .common import NVME as DEVICE, logged, make_fs, unmount
 from .fio_parse import parse_fio_json
 
 MNT = "/mnt/lab-fio"
+SIZE = r"[0-9]+[kKmM]?"           # fio --bs: reaches the guest's command line
 
 
 @dataclass(frozen=True)
@@ -52,10 +54,12 @@ class Fio(Workload):
         "targets": Option(tuple, ("nvme",), "where to write", choices=("nvme", "ext4", "xfs")),
         "engines": Option(tuple, ("libaio",), "IO engines; io_uring uses fixed buffers",
                           choices=("libaio", "io_uring")),
-        "size_mb": Option(int, 64, "bytes written and verified per run, MiB", minimum=1),
-        "bs": Option(str, "4k", "block size"),
-        "iodepth": Option(int, 16, "queue depth", minimum=1),
-        "fsync": Option(int, 32, "fsync every N writes (file targets)", minimum=0),
+        "size_mb": Option(int, 64, "bytes written and verified per run, MiB", minimum=1,
+                          maximum=MAX_DISK_MB),
+        "bs": Option(str, "4k", "block size", valid=matching(SIZE, "a size in bytes, k or M")),
+        "iodepth": Option(int, 16, "queue depth", minimum=1, maximum=65536),
+        "fsync": Option(int, 32, "fsync every N writes (file targets)", minimum=0,
+                        maximum=1 << 30),
     }
 
     def runs(self) -> list[FioRun]:

@@ -11,9 +11,10 @@ import re
 import shlex
 from pathlib import Path
 
-from .. import hang
+from .. import hang, validate
 from ..errors import CommandTimeout
 from ..results import CaseResult, Status
+from ..validate import MAX_DISK_MB
 from . import register
 from .base import Option, Workload, WorkloadContext
 from .common import GUEST_DIR, NVME, logged, make_fs, nvme_present, unmount
@@ -83,11 +84,12 @@ class GupTest(Workload):
         "variants": Option(tuple, tuple(VARIANTS), "gup_test modes", choices=tuple(VARIANTS)),
         "backings": Option(tuple, ("anon", "ext4"), "what the pinned pages are",
                            choices=BACKINGS),
-        "size_mb": Option(int, 32, "bytes pinned per call, MiB (-m)", minimum=1),
-        "repeats": Option(int, 1, "benchmark repeats (-r)", minimum=1),
-        "threads": Option(int, 1, "threads (-j)", minimum=1),
+        "size_mb": Option(int, 32, "bytes pinned per call, MiB (-m)", minimum=1,
+                          maximum=MAX_DISK_MB),
+        "repeats": Option(int, 1, "benchmark repeats (-r)", minimum=1, maximum=1 << 20),
+        "threads": Option(int, 1, "threads (-j)", minimum=1, maximum=1024),
         "binary": Option(str, "", "a gup_test binary on the host (default: the kernel "
-                                  "artifact's)"),
+                                  "artifact's)", valid=validate.path_text),
     }
 
     def binary(self, ctx: WorkloadContext) -> Path | None:

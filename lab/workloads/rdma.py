@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from .. import hang
 from ..errors import CommandTimeout
 from ..results import CaseKind, CaseResult, Status
+from ..validate import MAX_DISK_MB, MAX_SECONDS, matching
 from . import register
 from .base import Option, Workload, WorkloadContext
 from .common import (GUEST_DIR, NVME, GuestProc, fetch, first_line, has_dax_always,
@@ -83,15 +84,18 @@ class Rdma(Workload):
     options = {
         "targets": Option(tuple, ("ext4", "dax-ext4"), "where the MR file lives",
                           choices=("ext4", "xfs", "dax-ext4", "dax-xfs")),
-        "duration": Option(int, 5, "seconds of ib_write_bw traffic", minimum=1),
-        "size": Option(int, 65536, "message size, bytes", minimum=1),
-        "file_mb": Option(int, 16, "size of the MR file, MiB", minimum=1),
+        "duration": Option(int, 5, "seconds of ib_write_bw traffic", minimum=1,
+                           maximum=MAX_SECONDS),
+        "size": Option(int, 65536, "message size, bytes", minimum=1, maximum=1 << 30),
+        "file_mb": Option(int, 16, "size of the MR file, MiB", minimum=1, maximum=MAX_DISK_MB),
         "fsync": Option(bool, True, "loop pwrite+fsync on the MR file meanwhile"),
         "truncate_timeout": Option(float, 30.0,
                                    "seconds a truncate may take while an MR is registered",
-                                   minimum=1),
-        "netdev": Option(str, "eth0", "the NIC rxe attaches to"),
-        "address": Option(str, "10.0.2.15", "the guest's address on that NIC"),
+                                   minimum=1, maximum=MAX_SECONDS),
+        "netdev": Option(str, "eth0", "the NIC rxe attaches to",
+                         valid=matching(r"[A-Za-z0-9_.-]{1,15}", "a network interface name")),
+        "address": Option(str, "10.0.2.15", "the guest's address on that NIC",
+                          valid=matching(r"[0-9]{1,3}(\.[0-9]{1,3}){3}", "an IPv4 address")),
     }
 
     def run(self, ctx: WorkloadContext) -> list[CaseResult]:

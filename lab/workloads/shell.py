@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .. import hang
+from .. import hang, validate
 from ..errors import CommandTimeout, UserError
 from ..results import CaseResult, Status
 from . import register
@@ -22,8 +22,9 @@ class Shell(Workload):
     description = "a shell command in the guest; passes on the expected exit status"
     options = {
         "command": Option(str, "", "the command line, run by the guest's /bin/sh (required)"),
-        "expect_exit": Option(int, 0, "the exit status that passes"),
-        "case": Option(str, "shell", "the testcase name"),
+        "expect_exit": Option(int, 0, "the exit status that passes", minimum=0, maximum=255),
+        "case": Option(str, "shell", "the testcase name (and its output files' name)",
+                       valid=validate.name),
     }
 
     @classmethod

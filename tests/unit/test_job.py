@@ -74,7 +74,7 @@ def test_negative_timeout(tmp_path):
 
 
 def test_negative_workload_timeout(tmp_path):
-    bad(tmp_path, GOOD.replace("timeout: 30", "timeout: -1"), "workloads[0].timeout")
+    bad(tmp_path, GOOD.replace("timeout: 30", "timeout: -1"), "workloads[0].fio.timeout")
 
 
 def test_missing_image_recipe(tmp_path):
@@ -97,7 +97,7 @@ def test_unknown_workload(tmp_path):
 
 
 def test_unknown_workload_option(tmp_path):
-    bad(tmp_path, GOOD.replace("size_mb: 8", "sizee: 8"), "workloads[0].options", "sizee",
+    bad(tmp_path, GOOD.replace("size_mb: 8", "sizee: 8"), "workloads[0].fio.sizee'", "sizee",
         "size_mb")
 
 

@@ -71,3 +71,17 @@ def test_shell_line_round_trips():
 def test_hung_task_timeout_on_command_line():
     assert "sysctl.kernel.hung_task_timeout_secs=7" in kernel_cmdline(hung_task_timeout=7)
     assert "hung_task" not in kernel_cmdline()
+
+
+def test_commas_in_paths_are_doubled():
+    """Issue 10 item 4: `-o /tmp/runs/comma,dir` made qemu read 'dir/console.log'
+    as a parameter; every path inside a comma-separated option is escaped."""
+    d = Path("/r/a,b")
+    s = spec(name="lab-6.1,x", devices=(
+        SerialSocket(d / "ser0.sock", d / "console.log"), QmpSocket(d / "qmp.sock"),
+        VirtioBlk("root", d / "disks/root.qcow2", format="qcow2", serial="labroot"),
+        NvmeDrive("nvme0", d / "disks/nvme0.img"), Nvdimm("nvdimm0", d / "disks/pmem0.img", 64),
+        UserNet("net0", 10022), VirtioRng()))
+    argv = s.argv()
+    check_golden("tcg-comma-paths.argv", argv)
+    assert all("a,,b" in a for a in argv if "a," in a)

@@ -1,0 +1,188 @@
+"""Reproducers of issue 10 (items 2, 3 and 6): each bad job file is a
+UserError (exit 3) naming the file and the field, never a traceback, a hang
+or a write outside the run directory."""
+
+import time
+
+import pytest
+
+from lab import validate
+from lab.errors import UserError
+from lab.job import load_job
+
+HEAD = "name: t\nkernel: distro\nimage: debian-bookworm\n"
+WL = "workloads: [{fio: {}}]\n"
+
+
+def rejected(tmp_path, text, field, *fragments):
+    p = tmp_path / "job.yaml"
+    p.write_text(text)
+    with pytest.raises(UserError) as e:
+        load_job(p)
+    assert e.value.file == str(p) and e.value.exit_code == 3
+    assert e.value.field == field, str(e.value)
+    for f in fragments:
+        assert f in str(e.value), str(e.value)
+    return e.value
+
+
+@pytest.mark.parametrize("text, field", [
+    ("machine: {memory_mb: 10000000000}\n", "machine.memory_mb"),    # 10 TB
+    ("machine: {cpus: 100000}\n", "machine.cpus"),
+    ("machine: {memory_mb: 32}\n", "machine.memory_mb"),
+    ("machine: {nvme_mb: -1}\n", "machine.nvme_mb"),
+    ("machine: {pmem_mb: 2000000000}\n", "machine.pmem_mb"),
+    ("machine: {cpus: 1.5}\n", "machine.cpus"),
+    ("machine: 0\n", "machine"),
+])
+def test_machine_sizes_are_bounded_by_the_host(tmp_path, text, field):
+    rejected(tmp_path, HEAD + WL + text, field)
+
+
+@pytest.mark.parametrize("value", [".inf", ".nan", "-1", "0", "1e400", "10" * 200, "'60'"])
+def test_timeouts_are_positive_and_finite(tmp_path, value):
+    rejected(tmp_path, HEAD + WL + f"timeouts: {{boot: {value}}}\n", "timeouts.boot")
+    rejected(tmp_path, HEAD + f"workloads: [{{fio: {{timeout: {value}}}}}]\n",
+             "workloads[0].fio.timeout")
+
+
+def test_hung_task_timeout_is_bounded(tmp_path):
+    rejected(tmp_path, HEAD + WL + "hung_task_timeout: 99999999\n", "hung_task_timeout")
+
+
+@pytest.mark.parametrize("name", ["a/b", "../../../x", ".hidden", "x" * 300, ""])
+def test_shell_case_is_a_safe_file_name(tmp_path, name):
+    rejected(tmp_path, HEAD + f"workloads: [{{shell: {{command: 'true', case: '{name}'}}}}]\n",
+             "workloads[0].shell.case", "valid:")
+
+
+@pytest.mark.parametrize("name", ["../x", "x" * 300])
+def test_job_name_is_a_safe_path_component(tmp_path, name):
+    rejected(tmp_path, HEAD.replace("name: t", f"name: '{name}'") + WL, "name")
+
+
+@pytest.mark.parametrize("opts, field", [
+    ("{fio: {targets: []}}", "workloads[0].fio.targets"),
+    ("{fio: {engines: []}}", "workloads[0].fio.engines"),
+    ("{fio: {targets: [nvme, nvme]}}", "workloads[0].fio.targets[1]"),
+    ("{gup_test: {variants: []}}", "workloads[0].gup_test.variants"),
+    ("{gup_test: {backings: []}}", "workloads[0].gup_test.backings"),
+    ("{fio: {bs: '4k;x'}}", "workloads[0].fio.bs"),
+    ("{fio: {bs: 4k -x}}", "workloads[0].fio.bs"),
+    ("{dax: {stuck_after: .inf}}", "workloads[0].dax.stuck_after"),
+    ("{rdma: {netdev: 'eth0; reboot'}}", "workloads[0].rdma.netdev"),
+    ("{fio: abc}", "workloads[0].fio"),
+])
+def test_workload_options(tmp_path, opts, field):
+    e = rejected(tmp_path, HEAD + f"workloads: [{opts}]\n", field)
+    if field.endswith(".bs"):
+        assert "[0-9]+[kKmM]?" in str(e)
+
+
+def test_fio_bs_accepts_sizes(tmp_path):
+    p = tmp_path / "job.yaml"
+    p.write_text(HEAD + "workloads: [{fio: {bs: 64k}}, {fio: {bs: '512'}}]\n")
+    assert [w.options["bs"] for w in load_job(p).workloads] == ["64k", "512"]
+
+
+BOMB = "".join(f"{c}: &{c} [{', '.join([f'*{p}'] * 9)}]\n"
+               for p, c in zip("abcdefgh", "bcdefghi"))
+
+
+@pytest.mark.parametrize("where", ["description: *i\n", "workloads: [{shell: {command: *i}}]\n"])
+def test_alias_bomb_is_refused_at_once(tmp_path, where):
+    text = HEAD + "a: &a [lol, lol, lol, lol, lol, lol, lol, lol, lol]\n" + BOMB + where
+    t = time.monotonic()
+    p = tmp_path / "job.yaml"
+    p.write_text(text)
+    with pytest.raises(UserError, match="expands") as e:
+        load_job(p)
+    assert time.monotonic() - t < 1 and e.value.file == str(p)
+
+
+@pytest.mark.parametrize("text, what", [
+    ("a: &a [*a]\n", "refers to a node that contains it"),
+    ("[" * 500 + "]" * 500 + "\n", "nested deeper"),
+    ("x: 1" + "0" * 5000 + "\n", "cannot be read"),
+    ("x: 2001-13-45\n", "cannot be read"),
+])
+def test_yaml_that_cannot_be_built(tmp_path, text, what):
+    p = tmp_path / "job.yaml"
+    p.write_text(text)
+    with pytest.raises(UserError, match=what):
+        load_job(p)
+
+
+@pytest.mark.parametrize("text, field", [
+    ('image: "a\\0b"\n', "image"),
+    ('kernel: {build: {tree: "~nosuchuser/linux"}}\n', "kernel.build.tree"),
+    ('kernel: {build: {linux_source: true, series: [3]}}\n', "kernel.build.series"),
+    ("'': 1\n", "''"),
+])
+def test_found_by_the_fuzzer(tmp_path, text, field):
+    head = "".join(line for line in HEAD.splitlines(keepends=True)
+                   if not text.startswith(line.split(":")[0]))
+    rejected(tmp_path, head + WL + text, field)
+
+
+def test_control_characters(tmp_path):
+    p = tmp_path / "job.yaml"
+    p.write_text(HEAD + WL + "description: \x1f\n")
+    with pytest.raises(UserError, match="not valid YAML"):
+        load_job(p)
+
+
+def test_file_size_is_capped(tmp_path):
+    p = tmp_path / "job.yaml"
+    p.write_text(HEAD + WL + "description: '" + "x" * (2 << 20) + "'\n")
+    with pytest.raises(UserError, match="larger than"):
+        load_job(p)
+
+
+def test_machine_bounds_come_from_the_host(monkeypatch):
+    monkeypatch.setattr(validate, "host_cpus", lambda: 4)
+    monkeypatch.setattr(validate, "host_memory_mb", lambda: 8192)
+    assert validate.machine_number("cpus", 4, field="cpus") == 4
+    with pytest.raises(UserError, match=r"1\.\.4"):
+        validate.machine_number("cpus", 5, field="cpus")
+    with pytest.raises(UserError, match=r"64\.\.8192"):
+        validate.machine_number("memory_mb", 8193, field="--memory")
+
+
+# --- the command line: the same bounds, and -o checked before anything runs ---
+
+@pytest.mark.parametrize("args, field", [
+    (["--memory", "-1"], "--memory"), (["--cpus", "0"], "--cpus"),
+    (["--timeout", "-1"], "--timeout"), (["--timeout", "inf"], "--timeout"),
+    (["--pmem", "-5"], "--pmem"), (["--nvme", "-1"], "--nvme"),
+    (["-o", "/etc/hostname"], "-o"),
+])
+def test_lab_boot_numbers_and_output(capsys, args, field):
+    from lab.cli import main
+    assert main(["boot", "--dry-run", *args]) == 3
+    err = capsys.readouterr().err
+    assert f"field '{field}'" in err and ("must be" in err or "valid:" in err), err
+
+
+def test_output_that_is_a_file_or_cannot_be_made(tmp_path):
+    from lab.store import prepare_output
+    f = tmp_path / "file"
+    f.write_text("")
+    for bad in (f, f / "sub"):
+        with pytest.raises(UserError, match="valid: a new or existing directory"):
+            prepare_output(bad)
+    assert prepare_output(tmp_path / "a" / "b").is_dir()
+
+
+def test_output_on_a_read_only_filesystem_is_the_hosts_fault(tmp_path, monkeypatch):
+    import errno
+    from pathlib import Path
+    from lab.errors import InfraError
+    from lab.store import RunStore
+
+    def rofs(self, *a, **kw):
+        raise OSError(errno.EROFS, "Read-only file system")
+    monkeypatch.setattr(Path, "mkdir", rofs)
+    with pytest.raises(InfraError, match="Read-only file system") as e:
+        RunStore(tmp_path / "run", {})
+    assert e.value.exit_code == 2
