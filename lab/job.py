@@ -47,7 +47,7 @@ import yaml
 from . import validate
 from .errors import UserError
 from .image.recipe import find_recipe
-from .validate import NAME_RE, show
+from .validate import show
 
 TOP_KEYS = ("name", "description", "kernel", "kernels", "variants", "matrix", "repeat",
             "image", "machine", "timeouts", "hung_task_timeout", "workloads")
