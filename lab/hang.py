@@ -29,6 +29,7 @@ import time
 from dataclasses import dataclass, field
 
 from .errors import CommandTimeout
+from .guest.base import GuestPaused
 from .results import CaseKind, CaseResult, Status
 
 HUNG_REPORT = re.compile(r"INFO: task (?P<name>.+?):(?P<pid>\d+) blocked for more than "
@@ -253,6 +254,9 @@ def _console_from(machine, offset: int) -> str:
         return ""
 
 
+PAUSE_CHECK = 5.0   # seconds between asking qemu whether it paused the guest
+
+
 def run_watched(guest, machine, cmd: str, *, timeout: float, grace: float = 5.0,
                 poll: float = 1.0):
     """`guest.run(cmd, timeout=timeout)`, but raise HungTaskDetected once the
@@ -277,10 +281,17 @@ def run_watched(guest, machine, cmd: str, *, timeout: float, grace: float = 5.0,
     start = time.monotonic()
     worker.start()
     first_seen = None
+    paused = getattr(machine, "paused_reason", lambda: None)
+    next_pause_check = start + PAUSE_CHECK
     while True:
         worker.join(poll)
         if not worker.is_alive():
             break
+        if time.monotonic() >= next_pause_check:
+            next_pause_check = time.monotonic() + PAUSE_CHECK
+            reason = paused()
+            if reason:
+                raise GuestPaused(f"{reason}; while running: {cmd}")
         text = _console_from(machine, offset)
         new = hung_pids(text) - known
         if new and first_seen is None:

@@ -63,3 +63,13 @@ def make_once(out: Path, make: Callable[[Path], None]) -> Path:
         finally:
             tmp.unlink(missing_ok=True)
     return out
+
+
+def free_space(path: Path) -> str:
+    """' (N KiB free there)' for the filesystem holding `path`, or '': for
+    messages about a write that failed."""
+    try:
+        st = os.statvfs(path if path.exists() else path.parent)
+    except OSError:
+        return ""
+    return f" ({st.f_bavail * st.f_frsize // 1024} KiB free there)"

@@ -23,13 +23,13 @@ from typing import Callable
 
 from . import checks, hang, proc
 from .errors import CommandTimeout, InfraError, LabError, UserError
-from .guest.base import GuestUnreachable
+from .guest.base import GuestPaused, GuestUnreachable
 from .image.build import Image, cached as cached_image, ensure as ensure_image
 from .image.recipe import load_recipe
 from .job import Job, KernelKind, KernelSpec
 from .kernel.artifact import KernelArtifact, distro_kernel
 from .matrix import Cell, Unit, expand, select, units as make_units
-from .paths import runs_dir
+from .paths import free_space, runs_dir
 from .progress import Progress
 from .results import CaseKind, CaseResult, RunState, Status, SuiteResult
 from .schedule import Cancelled, MadeOnce, Resources
@@ -233,7 +233,7 @@ def _run_units(env: RunEnv, todo: list[Unit]) -> None:
             done, pending = wait(pending, timeout=0.5, return_when=FIRST_COMPLETED)
             for f in done:
                 f.result()      # run_unit records its own errors; this re-raises bugs
-    except KeyboardInterrupt:
+    except BaseException:      # Ctrl-C, or results that can no longer be written
         _stop_everything(env)
         wait(futures, timeout=60)
         raise
@@ -272,6 +272,9 @@ def run_unit(unit: Unit, env: RunEnv) -> SuiteResult:
                                     message=str(e)))
     except UserError:
         raise
+    except OSError as e:        # the host: the results filesystem is full or gone
+        raise InfraError(f"cannot write the results under {udir}: {e.strerror or e}"
+                         f"{free_space(udir)}") from None
     except LabError as e:
         if env.resources.cancelled.is_set():     # its machine was killed by Ctrl-C
             store.add(suite, CaseResult("interrupted", Status.ERROR,
@@ -430,13 +433,18 @@ def _run_workload(i, entry, machine, kernel, out: Path, store: RunStore, suite: 
     try:
         try:
             cases = wl.run(ctx)
-        except (CommandTimeout, GuestUnreachable):
+        except (CommandTimeout, GuestUnreachable, GuestPaused):
             if cancelled is not None and cancelled.is_set():
                 raise Cancelled(f"interrupted during {entry.name}") from None
             raise
     except CommandTimeout as e:
         cases = [hang.investigate(ctx, e, cursor, entry.name)]
         alive = guest.alive(timeout=15)
+    except GuestPaused as e:
+        alive = False
+        cases = [CaseResult(entry.name, Status.ERROR, time.monotonic() - start,
+                            kind=CaseKind.INFRA, message=str(e).splitlines()[0],
+                            details=str(e))]
     except GuestUnreachable as e:
         alive = False
         console = machine.console_text()

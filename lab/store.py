@@ -15,6 +15,7 @@ from pathlib import Path
 
 from . import junit
 from .errors import InfraError, UserError
+from .paths import free_space
 from .results import CaseResult, RunState, Status, SuiteResult
 
 
@@ -46,9 +47,17 @@ def prepare_output(out: Path, *, field: str = "-o") -> Path:
 
 
 def write_atomic(path: Path, text: str) -> None:
+    """Write then rename, so a reader sees the old file or the new one; a
+    failed write (a full filesystem) leaves the old one and is an
+    infrastructure error naming the file and its filesystem's free space."""
     tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
+    try:
+        tmp.write_text(text, encoding="utf-8")
+        os.replace(tmp, path)
+    except OSError as e:
+        tmp.unlink(missing_ok=True)
+        raise InfraError(f"cannot write {path}: {e.strerror}{free_space(path.parent)}") \
+            from None
 
 
 SUMMARY_FORMAT = 2

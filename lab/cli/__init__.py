@@ -48,6 +48,10 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("lab: interrupted; qemu stopped, finished results kept", file=sys.stderr)
         return EXIT_INTERRUPTED
+    except OSError as e:     # the host: a full or read-only filesystem, a vanished file
+        where = f"{e.filename}: " if e.filename else ""
+        print(f"lab: error: {where}{e.strerror or e}", file=sys.stderr)
+        return EXIT_INFRA
 
 
 if __name__ == "__main__":

@@ -17,6 +17,11 @@ class GuestUnreachable(InfraError):
     """The guest stopped answering (SSH dead); evidence must come from QMP/console."""
 
 
+class GuestPaused(InfraError):
+    """qemu stopped the guest itself (a host-side IO error such as a full
+    filesystem under its disks): the host's fault, not the kernel's."""
+
+
 class Guest(abc.ABC):
     """A booted guest. `cmd` is a shell command line run by the guest's /bin/sh;
     quote arguments with shlex.quote. Every call has a timeout; a timeout raises

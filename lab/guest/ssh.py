@@ -25,6 +25,9 @@ _KEYTYPES = {"ssh-ed25519": paramiko.Ed25519Key, "ssh-rsa": paramiko.RSAKey,
              "ecdsa-sha2-nistp256": paramiko.ECDSAKey}
 
 
+CHANNEL_TIMEOUT = 30.0    # seconds to open a channel on a live connection
+
+
 class SSHGuest(Guest):
     def __init__(self, port: int, key: Path, host_key: str, host: str = "127.0.0.1",
                  user: str = "root", banner_timeout: float = 30):
@@ -48,6 +51,9 @@ class SSHGuest(Guest):
             t = self.conn.client.get_transport()
             if t:
                 t.set_keepalive(5)
+                # opening a channel (a command, SFTP) waits for the guest to
+                # answer; paramiko's default wait is an hour
+                t.channel_timeout = CHANNEL_TIMEOUT
         except (paramiko.SSHException, OSError, EOFError) as e:
             raise GuestUnreachable(f"SSH to 127.0.0.1:{self.port} failed: {e}") from e
 

@@ -56,6 +56,7 @@ class FakeScript:
     panic_on: str | None = None        # the guest dies while running it
     hang_on: str | None = None         # the command times out
     warn_on: str | None = None         # the kernel logs a WARNING while running it
+    pause_on: str | None = None        # qemu pauses the guest (a full host filesystem)
     answers: list[tuple[str, Result]] = field(default_factory=list)
 
 
@@ -76,6 +77,7 @@ class FakeMachine:
         self.accel = FakeAccel()
         self.spec = FakeSpec()
         self._running = False
+        self._paused: str | None = None
         self._console: list[str] = []
 
     # --- lifecycle --------------------------------------------------------
@@ -98,7 +100,8 @@ class FakeMachine:
         g = FakeGuest(list(s.answers))
         g.answer(r"^uname -r$", self.cfg.kernel.release + "\n")
         for pat, act in ((s.panic_on, self._panic), (s.hang_on, self._hang),
-                         (s.warn_on, self._warn), (s.slow_on, self._slow)):
+                         (s.warn_on, self._warn), (s.slow_on, self._slow),
+                         (s.pause_on, self._pause)):
             if pat:
                 g.answers.append((re.compile(pat), act))
         self.guest = g
@@ -142,6 +145,15 @@ class FakeMachine:
 
     def _hang(self, cmd: str) -> Result:
         raise CommandTimeout(["ssh", cmd], 1.0, "")
+
+    def _pause(self, cmd: str) -> Result:
+        self._paused = ("qemu paused the guest: no space left on device writing "
+                        f"{self.workdir}/disks/nvme0.img")
+        time.sleep(2.0)               # a paused guest answers nothing
+        raise CommandTimeout(["ssh", cmd], 2.0, "")
+
+    def paused_reason(self) -> str | None:
+        return self._paused
 
     def _warn(self, cmd: str) -> Result:
         self.guest.kmsg.extend(WARNING.splitlines())

@@ -206,7 +206,8 @@ class Machine:
         """Sync the guest if it answers, QMP quit, then SIGTERM/SIGKILL."""
         if self.guest is not None:
             try:
-                self.guest.run("sync", timeout=10)
+                if self.running and self.paused_reason() is None:
+                    self.guest.run("sync", timeout=10)
             except Exception:  # noqa: BLE001 - a dead guest is expected here
                 pass
             self.guest.close()
@@ -263,6 +264,37 @@ class Machine:
 
     def nmi(self) -> None:
         self.qmp.cmd("inject-nmi")
+
+    def paused_reason(self) -> str | None:
+        """Why qemu stopped the guest on its own (None while it runs): an IO
+        error on a disk (werror=enospc: the host filesystem under it is full),
+        named with the disk file and its filesystem's free space."""
+        try:
+            status = self.qmp.cmd("query-status")
+        except Exception:  # noqa: BLE001 - no QMP: nothing to say
+            return None
+        if status.get("status") != "io-error":
+            return None
+        return io_error_text(self.qmp.cmd("query-block"))
+
+
+def io_error_text(blocks: list[dict]) -> str:
+    """query-block's answer -> which disk hit which error, and how full its
+    filesystem is (pure apart from statvfs)."""
+    bad = [b for b in blocks if b.get("io-status") not in (None, "ok")]
+    parts = []
+    for b in bad or blocks[:1]:
+        f = (b.get("inserted") or {}).get("file", "?")
+        err = {"nospace": "no space left on device"}.get(b.get("io-status"),
+                                                         b.get("io-status") or "IO error")
+        try:
+            st = os.statvfs(Path(f).parent)
+            where = (f" (its filesystem has {st.f_bavail * st.f_frsize // 2**20} MiB free of "
+                     f"{st.f_blocks * st.f_frsize // 2**20} MiB)")
+        except OSError:
+            where = ""
+        parts.append(f"{err} writing {f}{where}")
+    return "qemu paused the guest: " + "; ".join(parts)
 
 
 def _qemu_version(qemu: str) -> str:

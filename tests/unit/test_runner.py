@@ -248,3 +248,16 @@ def test_ctrl_c_stops_every_guest_and_keeps_what_finished(tmp_path, fake_lab):
     interrupted = [x for x in s["suites"] if any(c["kind"] == "interrupted"
                                                  for c in x["cases"])]
     assert finished and interrupted
+
+
+def test_a_guest_qemu_paused_is_an_infrastructure_error_not_a_kernel_bug(
+        tmp_path, fake_lab, monkeypatch):
+    from lab import hang
+    monkeypatch.setattr(hang, "PAUSE_CHECK", 0.2)
+    fake_lab.script = FakeScript(pause_on="second-step")
+    code, s = run(single(tmp_path), tmp_path)
+    assert code == 2
+    got = [c for c in s["suites"][0]["cases"] if c["status"] == "error"]
+    assert [(c["name"], c["kind"]) for c in got] == [("shell", "infra")]
+    assert "no space left on device" in got[0]["message"]
+    assert ("shell", "skipped", "not-run") in cases(s)

@@ -85,3 +85,13 @@ def test_commas_in_paths_are_doubled():
     argv = s.argv()
     check_golden("tcg-comma-paths.argv", argv)
     assert all("a,,b" in a for a in argv if "a," in a)
+
+
+def test_io_error_text_names_the_disk_and_its_filesystem(tmp_path):
+    from lab.vm.machine import io_error_text
+    disk = tmp_path / "nvme0.img"
+    text = io_error_text([
+        {"device": "root", "io-status": "ok", "inserted": {"file": "/x/root.qcow2"}},
+        {"device": "nvme0", "io-status": "nospace", "inserted": {"file": str(disk)}}])
+    assert text.startswith("qemu paused the guest: no space left on device writing")
+    assert str(disk) in text and "MiB free of" in text and "root.qcow2" not in text
