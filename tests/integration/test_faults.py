@@ -63,3 +63,37 @@ def test_full_results_filesystem_is_an_infrastructure_error(image, small_fs, tmp
     ET.parse(out / "junit.xml")                            # valid XML
     leftover = subprocess.run(["pgrep", "-f", f"qemu-system.*{out}"], capture_output=True)
     assert leftover.stdout == b""
+
+
+NETDOWN = """
+name: netdown
+image: debian-bookworm
+machine: {cpus: 1, memory_mb: 1024, nvme_mb: 0}
+hung_task_timeout: 10
+workloads:
+  - shell: {command: "ip link set eth0 down; sleep 60", case: netdown, timeout: 10}
+  - shell: {command: "true", case: after}
+kernel: distro
+"""
+
+
+def test_guest_network_dropped_evidence_comes_over_the_serial_console(image, tmp_path):
+    job = tmp_path / "netdown.yaml"
+    job.write_text(NETDOWN)
+    out = tmp_path / "run"
+    r = subprocess.run([sys.executable, "-m", "lab.cli", "run", str(job), "-o", str(out)],
+                       capture_output=True, text=True, timeout=900, cwd=REPO)
+    assert r.returncode == 1, r.stderr[-3000:]
+    assert "Traceback" not in r.stderr
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["state"] == "finished" and summary["exit_code"] == 1
+    cases = summary["suites"][0]["cases"]
+    failed = [c for c in cases if c["status"] == "failed"]
+    assert len(failed) == 1 and failed[0]["kind"] == "unreachable"
+    assert failed[0]["properties"]["evidence_via"].startswith("serial console")
+    evidence = (out / "00-shell" / "timeout-evidence.txt").read_text()
+    assert "sysrq" in evidence.lower()            # the kernel answered on the console
+    assert cases[-1]["kind"] == "not-run"
+    ET.parse(out / "junit.xml")
+    leftover = subprocess.run(["pgrep", "-f", f"qemu-system.*{out}"], capture_output=True)
+    assert leftover.stdout == b""
