@@ -179,6 +179,10 @@ def run(argv: Sequence[str], *, timeout: float, cwd: str | Path | None = None,
             for t in threads:
                 t.join(5)
             raise CommandTimeout(argv, timeout, "".join(tail)) from None
+        except BaseException:      # Ctrl-C / SIGTERM while waiting: its group dies too
+            _kill_group(p)
+            p.wait()
+            raise
         finally:
             forget(p)
         for t in threads:

@@ -305,3 +305,40 @@ repeat: 2
     assert again == 0 and len(builds) == 2       # an unchanged re-run builds nothing
     s2 = json.loads((tmp_path / "out2" / "summary.json").read_text())
     assert {s["properties"]["kernel_cache"] for s in s2["suites"]} == {"hit"}
+
+
+def test_ctrl_c_during_a_build_stops_make_and_the_next_build_works(tree, fragment, tmp_path):
+    """A real `lab build` process interrupted while make runs (the fake tree,
+    patched to take its time): exit 130 at once, no make left, the artifact's
+    metadata says interrupted, and the source's lock is free again."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    slow = patch_file(tree, tmp_path, '@echo "  BUILD   arch/x86/boot/bzImage"',
+                      '@sleep 300 # lab-test-slow-make', path="Makefile")
+    env = dict(os.environ)
+    p = subprocess.Popen([sys.executable, "-m", "lab.cli", "build", "--tree", str(tree),
+                          "--series", slow, "--fragment", fragment, "--no-progress"],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+                         cwd=Path(__file__).resolve().parents[2])
+
+    def sleeping():
+        return subprocess.run(["pgrep", "-f", "lab-test-slow-make"],
+                              capture_output=True, text=True).stdout.split()
+    deadline = time.monotonic() + 60
+    while not sleeping() and time.monotonic() < deadline and p.poll() is None:
+        time.sleep(0.1)
+    assert sleeping(), "make should be running the slow rule"
+    start = time.monotonic()
+    p.send_signal(signal.SIGINT)
+    _, err = p.communicate(timeout=30)
+    assert p.returncode == 130 and time.monotonic() - start < 15, err
+    assert "Traceback" not in err
+    time.sleep(0.5)
+    assert sleeping() == []
+    metas = [json.loads(m.read_text()) for m in
+             (tmp_path / "cache" / "kernels").glob("*/metadata.json")]
+    assert any(m["state"] == "failed" and m.get("error") == "interrupted" for m in metas)
+    again = build_kernel(BuildSpec(tree=tree, fragments=(fragment,)), progress=False)
+    assert again.ok
