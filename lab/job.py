@@ -112,6 +112,14 @@ class WorkloadEntry:
     options: dict
     timeout: float
 
+    @property
+    def case(self) -> str:
+        """The testcase the runner names for this workload when the workload
+        cannot name its own (the guest died under it, lab failed): a shell
+        workload's configured `case`, so the failure lands on the testcase
+        the job file and earlier runs know, else the workload's name."""
+        return self.options.get("case") or self.name
+
 
 @dataclass(frozen=True)
 class WorkloadSet:

@@ -12,6 +12,7 @@ the matrix all go through it; machines come from the factory it is given.
 
 from __future__ import annotations
 
+import signal
 import sys
 import threading
 import time
@@ -402,15 +403,60 @@ def _boot_and_run(unit: Unit, env: RunEnv, machine, kernel: KernelArtifact,
         if not _run_workload(i, entry, machine, kernel, udir, store, suite, seen, say,
                              env.resources.cancelled):
             store.add(suite, *[
-                CaseResult(later.name, Status.SKIPPED, classname=later.name,
+                CaseResult(later.case, Status.SKIPPED, classname=later.name,
                            kind=CaseKind.NOT_RUN,
-                           message=f"not run: the guest died during {entry.name}")
+                           message=f"not run: the guest died during {entry.case}")
                 for later in workloads[i + 1:]])
             break
 
 
 def _boot_kind(console: str) -> CaseKind:
     return CaseKind.PANIC if "Kernel panic" in console else CaseKind.BOOT
+
+
+QEMU_SETTLE = 2.0  # seconds for a qemu whose guest went silent to be seen exiting
+
+
+def _unreachable_case(name: str, machine, exc: GuestUnreachable,
+                      duration: float) -> CaseResult:
+    """The case of a workload whose guest stopped answering, saying why:
+    the kernel panicked (the console says so), qemu exited under it (killed
+    from the host, or the guest reset: -no-reboot makes a reset an exit with
+    code 0), or the guest is silent with qemu still running."""
+    console = machine.console_text()
+    details = console[-20000:]
+    if "Kernel panic" in console:
+        return CaseResult(name, Status.FAILED, duration, kind=CaseKind.PANIC,
+                          message=f"{CaseKind.PANIC}: {exc}", details=details)
+    code = _qemu_exit_code(machine)
+    if code is None:
+        return CaseResult(name, Status.FAILED, duration, kind=CaseKind.UNREACHABLE,
+                          message=f"{CaseKind.UNREACHABLE}: {exc}", details=details)
+    if code == 0:
+        return CaseResult(name, Status.FAILED, duration, kind=CaseKind.UNREACHABLE,
+                          message=f"qemu exited (code 0): the guest reset or powered off "
+                                  f"with no kernel panic on the console ({exc})",
+                          details=details)
+    # Not the kernel's doing: the host killed qemu (kill -9, the OOM killer) or
+    # qemu failed. An error of the run, not a failure of the kernel under test.
+    how = f", killed by {signal.Signals(-code).name}" if -code in _SIGNALS else ""
+    return CaseResult(name, Status.ERROR, duration, kind=CaseKind.INFRA,
+                      message=f"qemu exited (code {code}{how}) during the workload; "
+                              f"the kernel reported nothing ({exc})", details=details)
+
+
+_SIGNALS = {s.value for s in signal.Signals}
+
+
+def _qemu_exit_code(machine, settle: float = QEMU_SETTLE) -> int | None:
+    """qemu's exit code if it has exited or does within `settle` seconds:
+    the SSH connection can break a moment before the process is reaped."""
+    deadline = time.monotonic() + settle
+    while True:
+        code = machine.exit_code
+        if code is not None or time.monotonic() >= deadline:
+            return code
+        time.sleep(0.05)
 
 
 def _run_workload(i, entry, machine, kernel, out: Path, store: RunStore, suite: SuiteResult,
@@ -438,21 +484,18 @@ def _run_workload(i, entry, machine, kernel, out: Path, store: RunStore, suite: 
                 raise Cancelled(f"interrupted during {entry.name}") from None
             raise
     except CommandTimeout as e:
-        cases = [hang.investigate(ctx, e, cursor, entry.name)]
+        cases = [hang.investigate(ctx, e, cursor, entry.case)]
         alive = guest.alive(timeout=15)
     except GuestPaused as e:
         alive = False
-        cases = [CaseResult(entry.name, Status.ERROR, time.monotonic() - start,
+        cases = [CaseResult(entry.case, Status.ERROR, time.monotonic() - start,
                             kind=CaseKind.INFRA, message=str(e).splitlines()[0],
                             details=str(e))]
     except GuestUnreachable as e:
         alive = False
-        console = machine.console_text()
-        kind = CaseKind.PANIC if "Kernel panic" in console else CaseKind.UNREACHABLE
-        cases = [CaseResult(entry.name, Status.FAILED, time.monotonic() - start, kind=kind,
-                            message=f"{kind}: {e}", details=console[-20000:])]
+        cases = [_unreachable_case(entry.case, machine, e, time.monotonic() - start)]
     except InfraError as e:
-        cases = [CaseResult(entry.name, Status.ERROR, time.monotonic() - start,
+        cases = [CaseResult(entry.case, Status.ERROR, time.monotonic() - start,
                             kind=CaseKind.INFRA, message=str(e).splitlines()[0],
                             details=str(e))]
     for c in cases:

@@ -175,15 +175,24 @@ def cmd_boot(args) -> int:
         print(f"[lab] {kernel.release} up in {m.times.to_ssh:.1f}s ({m.accel.accel}); "
               f"console: {m.console_log}", file=sys.stderr)
         if args.shell:
-            import subprocess
-            return subprocess.call(
-                ["ssh", "-i", str(image.ssh_key), "-p", str(m.ssh_port),
-                 "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null",
-                 "-o", "LogLevel=ERROR", "root@127.0.0.1"])
+            return _shell(image, m.ssh_port)
         r = m.guest.run(shlex.join(cmd) if len(cmd) > 1 else cmd[0], timeout=3600)
         sys.stdout.write(r.stdout)
         sys.stderr.write(r.stderr)
         return r.returncode
+
+
+def _shell(image, port: int) -> int:
+    """An interactive ssh into the guest, its host key pinned to the image's
+    through a known_hosts file in a private (0700) temporary directory."""
+    import subprocess
+    import tempfile
+    from ..guest.shell import known_hosts_line, shell_argv
+    with tempfile.TemporaryDirectory(prefix="lab-ssh-") as d:
+        known_hosts = Path(d) / "known_hosts"
+        known_hosts.write_text(known_hosts_line(image.host_key, port))
+        return subprocess.call(shell_argv(key=image.ssh_key, port=port,
+                                          known_hosts=known_hosts))
 
 
 def cmd_image_build(args) -> int:

@@ -4,6 +4,11 @@ Cache layout: <cache>/images/<name>-<key>/{rootfs.ext4, id_ed25519,
 id_ed25519.pub, ssh_host_ed25519_key.pub, manifest.json}. A directory
 exists only once complete (built beside it, then renamed), so a present
 directory is a cache hit.
+
+An image directory holds the guest's SSH host key (inside rootfs.ext4) and
+root's client key: it is its owner's only (0700, files 0600), made so before
+it is renamed into place and fixed on load when an older lab left it open.
+qemu runs as the same user, so it still reads rootfs.ext4.
 """
 
 from __future__ import annotations
@@ -12,6 +17,7 @@ import json
 import os
 import re
 import shutil
+import stat
 import tempfile
 import time
 from dataclasses import dataclass
@@ -23,6 +29,8 @@ from ..paths import cache_dir
 from .recipe import INIT_SCRIPT, Recipe
 
 BUILD_TIMEOUT = 1800
+PRIVATE_DIR = 0o700
+PRIVATE_FILE = 0o600
 
 
 @dataclass(frozen=True)
@@ -36,10 +44,37 @@ class Image:
 
     @classmethod
     def load(cls, d: Path) -> "Image":
+        make_private(d)
         m = json.loads((d / "manifest.json").read_text())
         return cls(name=m["name"], key=m["key"], rootfs=d / "rootfs.ext4",
                    ssh_key=d / "id_ed25519",
                    host_key=(d / "ssh_host_ed25519_key.pub").read_text().strip(), dir=d)
+
+
+def make_private(d: Path) -> None:
+    """Make an image directory and its files readable by their owner only.
+
+    Anyone who can read rootfs.ext4 has the guest's SSH host key, and
+    id_ed25519 logs in as root: a world-readable cache lets another user
+    impersonate or enter the guest. Only modes that are too open are
+    changed; symlinks are left alone (chmod would follow them).
+    """
+    try:
+        _restrict(d, PRIVATE_DIR)
+        for f in d.iterdir():
+            if f.is_file() and not f.is_symlink():
+                _restrict(f, PRIVATE_FILE)
+    except PermissionError as e:
+        raise InfraError(f"image {d} is readable by other users and this user cannot "
+                         f"make it private ({e.strerror}): run `chmod -R go= {d}` as its "
+                         "owner, or rebuild it with `lab image build --force`") from None
+
+
+def _restrict(path: Path, allowed: int) -> None:
+    """Drop the permission bits of `path` outside `allowed` (never adds any)."""
+    mode = stat.S_IMODE(path.lstat().st_mode)
+    if mode & ~allowed:
+        os.chmod(path, mode & allowed)
 
 
 def image_dir(recipe: Recipe) -> Path:
@@ -85,6 +120,7 @@ def ensure(recipe: Recipe, *, log=print, force: bool = False) -> Image:
     work = Path(tempfile.mkdtemp(prefix=f".{final.name}.", dir=final.parent))
     try:
         _build(recipe, work, log)
+        make_private(work / "out")  # before it is visible under its final name
         if final.exists():
             shutil.rmtree(final)
         os.rename(work / "out", final)
@@ -96,7 +132,7 @@ def ensure(recipe: Recipe, *, log=print, force: bool = False) -> Image:
 def _build(recipe: Recipe, work: Path, log) -> None:
     root = work / "root"
     out = work / "out"
-    out.mkdir()
+    out.mkdir(mode=PRIVATE_DIR)
     blog = out / "build.log"
     mirror = recipe.mirror or host_mirror()
     t0 = time.monotonic()

@@ -1,9 +1,10 @@
 """Stream a console log line by line and cut it into kernel reports.
 
-A report starts at a line holding one of the table's headers and ends at the
-next report of the same task or CPU, at the kernel's "---[ end trace" marker,
-after a long run of lines that do not look like report text, after
-``MAX_REPORT_LINES`` lines, or at the end of the log. With caller tags
+A report starts at a line that begins with one of the table's headers (after
+the console prefix and the kernel's own ``LEAD``, never in the middle of a
+line) and ends at the next report of the same task or CPU, at the kernel's
+"---[ end trace" marker, after a long run of lines that do not look like
+report text, after ``MAX_REPORT_LINES`` lines, or at the end of the log. With caller tags
 ([T123] / [C1]) every task's report collects only that task's lines, so
 several can be open at once; without them one report is open at a time.
 Memory stays bounded: only open reports are held, each capped.
@@ -18,7 +19,7 @@ from pathlib import Path
 
 from lab.kernellog.console import CONSOLE, STAMP, UNTAGGED, clean_text, is_questionable, split_line
 from lab.kernellog.finding import Finding, Kind
-from lab.kernellog.patterns import FOLLOW_UPS, GROUPS, INTERLUDES, SCREEN, Group
+from lab.kernellog.patterns import FOLLOW_UPS, GROUPS, INTERLUDES, LEAD, SCREEN, Group
 from lab.kernellog.title import describe
 
 MAX_LINE = 1024  # characters kept of one line (printk lines are shorter)
@@ -234,8 +235,11 @@ class Scanner:
             self._outer[context] = self._open.pop(context)
 
     def _starts(self, context: str, text: str) -> Group | None:
+        # A header starts a report only at the start of the text (past the
+        # kernel's own LEAD): one in the middle of a line is something quoting it.
+        body = text[LEAD.match(text).end():]
         for group in GROUPS:
-            if group.header in text and not (group.ignore and group.ignore.search(text)):
+            if body.startswith(group.header) and not (group.ignore and group.ignore.search(text)):
                 break
         else:
             return None

@@ -1,10 +1,11 @@
 """The table of kernel report formats: how a report starts and how it is titled.
 
 Pure data. A ``Group`` is keyed by a literal header (``"WARNING:"``) that a
-console line must contain to start a report; its ``Format``s are tried on the
-collected report text, and the one whose title regex matches earliest names
-the report. Titles follow syzbot's conventions, which kernel developers know:
-"WARNING in f", "possible deadlock in f", "INFO: task hung in f".
+console line must begin with (past its prefix and ``LEAD``) to start a
+report; its ``Format``s are tried on the collected report text, and the one
+whose title regex matches earliest names the report. Titles follow syzbot's
+conventions, which kernel developers know: "WARNING in f", "possible
+deadlock in f", "INFO: task hung in f".
 
 A title template takes the groups captured by ``title`` (or by ``report`` when
 given) as ``{0}``, ``{1}``... followed by the frames that ``stack`` extracted.
@@ -398,7 +399,7 @@ GROUPS: tuple[Group, ...] = (
             ("general protection fault.*:", "general protection fault in {0}", _FAULT),
             ignore=rx(r"general protection fault .* error:\d+ in "), quick=_DIE),  # a userspace segfault
     _simple("stack segment: ", Kind.OOPS, ("stack segment: ", "stack segment fault in {0}", _FAULT), quick=_DIE),
-    _simple("hard LOCKUP", Kind.HARD_LOCKUP,
+    _simple("Watchdog detected hard LOCKUP", Kind.HARD_LOCKUP,
             ("Watchdog detected hard LOCKUP", "BUG: hard lockup in {0}", _STALL_FAULT), quick="LOCKUP"),
     PANIC,
     _simple("PANIC: double fault", Kind.OOPS, ("PANIC: double fault", "PANIC: double fault in {0}", _RIP_ONLY)),
@@ -427,6 +428,21 @@ GROUPS: tuple[Group, ...] = (
         Format(Kind.MEMORY_LEAK, rx("unreferenced object 0x"), "memory leak in {0}", stack=_LEAK_STACK),),
         quick="unreferenced object", joins=True),
 )
+
+
+# What may stand between a line's console prefix and a report's header: a
+# report starts at the start of a line, never in the middle of one ("echo
+# x BUG: y" is not a kernel report), but the kernel itself puts these in front
+# of some headers. Each is literal, so random text cannot pass for one.
+LEAD = re.compile(
+    r"\s*"
+    r"(?:\d{4}/\d\d/\d\d \d\d:\d\d:\d\d )?"  # syzkaller's own log stamp, in front of kmemleak's
+    r"(?:\[ "  # old lockdep: "[ INFO: possible circular locking dependency detected ]"
+    r"|rcu: |watchdog: |NMI watchdog: "  # pr_fmt subsystem tags: "rcu: INFO: ...", "watchdog: BUG: ..."
+    r"|Oops: |segment-related "  # x86 since 6.11: "Oops: general protection fault, ..."
+    # printed without a newline by old KASAN, so the oops that follows shares its line
+    r"|kasan: GPF could be caused by NULL-ptr deref or user memory access"
+    r")*")
 
 
 def _screen(groups: tuple[Group, ...]) -> re.Pattern:

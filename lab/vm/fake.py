@@ -1,7 +1,8 @@
 """A fake machine for unit tests of the runner and the scheduler (shipped
 with lab, like lab/guest/fake.py): no qemu, a FakeGuest answering commands,
 and a script saying what goes wrong: the boot fails, the kernel panics
-during a command, a command hangs, a command makes the kernel WARN.
+during a command, qemu is killed during one (kill -9), a command hangs, a
+command makes the kernel WARN.
 
     factory = FakeMachineFactory(FakeScript(panic_on=r"dd if="))
     run_job(job, out, machine_factory=factory)
@@ -54,6 +55,8 @@ class FakeScript:
     command_seconds: float = 0.0       # time every matching command takes
     slow_on: str | None = None
     panic_on: str | None = None        # the guest dies while running it
+    qemu_dies_on: str | None = None    # qemu is killed while running it (no panic)
+    qemu_exit_code: int = -9           # ... and exits so (-9: SIGKILL, as kill -9)
     hang_on: str | None = None         # the command times out
     warn_on: str | None = None         # the kernel logs a WARNING while running it
     pause_on: str | None = None        # qemu pauses the guest (a full host filesystem)
@@ -78,6 +81,7 @@ class FakeMachine:
         self.spec = FakeSpec()
         self._running = False
         self._paused: str | None = None
+        self._exit_code: int | None = None
         self._console: list[str] = []
 
     # --- lifecycle --------------------------------------------------------
@@ -99,9 +103,9 @@ class FakeMachine:
             raise BootError(f"guest did not answer SSH within {self.cfg.boot_timeout:g}s")
         g = FakeGuest(list(s.answers))
         g.answer(r"^uname -r$", self.cfg.kernel.release + "\n")
-        for pat, act in ((s.panic_on, self._panic), (s.hang_on, self._hang),
-                         (s.warn_on, self._warn), (s.slow_on, self._slow),
-                         (s.pause_on, self._pause)):
+        for pat, act in ((s.panic_on, self._panic), (s.qemu_dies_on, self._qemu_dies),
+                         (s.hang_on, self._hang), (s.warn_on, self._warn),
+                         (s.slow_on, self._slow), (s.pause_on, self._pause)):
             if pat:
                 g.answers.append((re.compile(pat), act))
         self.guest = g
@@ -115,8 +119,10 @@ class FakeMachine:
     def kill(self) -> None:
         self.stop()
 
-    def _die(self) -> None:
+    def _die(self, exit_code: int = 0) -> None:
         self._running = False
+        if self._exit_code is None:
+            self._exit_code = exit_code
         if self.guest is not None:
             self.guest.up = False
         self.factory._stopped(self)
@@ -124,6 +130,10 @@ class FakeMachine:
     @property
     def running(self) -> bool:
         return self._running
+
+    @property
+    def exit_code(self) -> int | None:
+        return None if self._running else self._exit_code
 
     # --- scripted behaviour -------------------------------------------------
     def _say(self, line: str) -> None:
@@ -142,6 +152,12 @@ class FakeMachine:
         self._say("Kernel panic - not syncing: Fatal exception")
         self._die()
         raise GuestUnreachable(f"the guest died while running: {cmd}")
+
+    def _qemu_dies(self, cmd: str) -> Result:
+        """qemu is gone under a running command, the kernel none the wiser."""
+        self._die(self.script.qemu_exit_code)
+        raise GuestUnreachable(f"guest stopped answering SSH while running {cmd!r}: "
+                               "Socket is closed")
 
     def _hang(self, cmd: str) -> Result:
         raise CommandTimeout(["ssh", cmd], 1.0, "")

@@ -238,6 +238,13 @@ class Machine:
     def running(self) -> bool:
         return self.proc is not None and self.proc.poll() is None
 
+    @property
+    def exit_code(self) -> int | None:
+        """qemu's exit status once it has exited (-N: killed by signal N), None
+        while it runs or before start: says whether a guest that stopped
+        answering took qemu with it, and how."""
+        return None if self.proc is None else self.proc.poll()
+
     def console_text(self) -> str:
         try:
             return self.console_log.read_text(errors="replace")

@@ -86,6 +86,37 @@ def test_userspace_lines_in_a_timestamped_log_are_not_reports():
     assert [f.title for f in parse(log + kernel)] == ["WARNING in corrupted"]  # no stack: but found
 
 
+@pytest.mark.parametrize("line", [
+    "the quick brown fox BUG: jumps over the lazy dog",
+    "[   12.000000] echo x WARNING: y",
+    "[   12.000000][  T123] grep 'Kernel panic - not syncing' /var/log/x",
+    "random text INFO: task x:1 blocked for more than 10 seconds.",
+    "fio: verify BUG: kernel BUG at mm/gup.c:1",
+])
+def test_a_header_in_the_middle_of_a_line_is_not_a_report(line):
+    """`lab dmesg` on random text found a report in "... BUG: ..." mid-line:
+    a report starts only at the start of a line (past the console prefix)."""
+    assert parse(line + "\n") == []
+    assert parse("[    1.000000] Linux version 6.1.0\n" + line + "\n") == []
+
+
+@pytest.mark.parametrize("line, kind", [
+    ("BUG: spinlock bad magic on CPU#1, x/1", Kind.LOCKDEP),
+    ("[   12.000000] BUG: spinlock bad magic on CPU#1, x/1", Kind.LOCKDEP),
+    ("  BUG: KCSAN: data-race in f / g", Kind.KCSAN),
+    ("rcu: INFO: rcu_preempt self-detected stall on CPU", Kind.RCU_STALL),
+    ("watchdog: BUG: soft lockup - CPU#0 stuck for 22s! [x:1]", Kind.SOFT_LOCKUP),
+    ("NMI watchdog: Watchdog detected hard LOCKUP on cpu 1", Kind.HARD_LOCKUP),
+    ("Oops: general protection fault, probably for non-canonical address 0x1: 0000 [#1]",
+     Kind.OOPS),
+    ("[ INFO: possible circular locking dependency detected ]", Kind.LOCKDEP),
+])
+def test_headers_the_kernel_prefixes_itself_still_start_reports(line, kind):
+    """The kernel's own lead-ins (pr_fmt tags, x86's "Oops: ") stay part of the line start."""
+    [f] = parse(line + "\n")
+    assert f.kind is kind and line.endswith(f.report.strip()), f
+
+
 def test_reboot_only_after_kernel_output_and_kmemleak_objects_join():
     boot = "Decompressing Linux... Parsing ELF... done.\nBooting the kernel.\n[    0.000000] Linux version 6.1.0\n"
     assert parse(boot) == []

@@ -4,12 +4,16 @@ failing cell does not stop the others, and that parallel cells never
 oversubscribe the host."""
 
 import json
+import os
+import signal
+import subprocess
 
-from lab.job import load_job
+from lab.job import WorkloadEntry, load_job
 from lab.results import Status
 from lab.runner import run_job
 from lab.schedule import Resources
 from lab.vm.fake import FakeScript
+from lab.vm.machine import Machine
 
 from .conftest import make_artifact
 
@@ -75,11 +79,64 @@ def test_dead_guest_fails_its_workload_and_the_rest_are_not_run(tmp_path, fake_l
     assert code == 1
     got = cases(s)
     assert ("one", "passed", "") in got
-    assert ("shell", "failed", "panic") in got
-    assert ("shell", "skipped", "not-run") in got      # the third workload
+    assert ("two", "failed", "panic") in got         # named by its configured case
+    assert ("three", "skipped", "not-run") in got      # the third workload
     skipped = [c for c in s["suites"][0]["cases"] if c["kind"] == "not-run"]
-    assert "the guest died during shell" in skipped[0]["message"]
+    assert "the guest died during two" in skipped[0]["message"]
+    assert skipped[0]["classname"] == "shell"
     assert not fake_lab.running
+
+
+def test_qemu_killed_mid_workload_says_so_under_the_case_name(tmp_path, fake_lab):
+    """kill -9 of qemu was reported as an unreachable guest under the
+    workload's name ("shell"): it is the configured case, with qemu's exit
+    code, and an error of the run (exit 2), not a kernel failure."""
+    fake_lab.script = FakeScript(qemu_dies_on="second-step")
+    code, s = run(single(tmp_path), tmp_path)
+    assert code == 2 and s["exit_code"] == 2
+    got = cases(s)
+    assert ("one", "passed", "") in got and ("three", "skipped", "not-run") in got
+    [two] = [c for c in s["suites"][0]["cases"] if c["name"] == "two"]
+    assert (two["status"], two["kind"], two["classname"]) == ("error", "infra", "shell")
+    assert "qemu exited (code -9, killed by SIGKILL)" in two["message"]
+    assert "shell" not in [c[0] for c in got]
+    assert fake_lab.machines[0].exit_code == -9 and not fake_lab.running
+
+
+def test_qemu_exiting_cleanly_under_a_workload_is_a_guest_reset(tmp_path, fake_lab):
+    """-no-reboot turns a guest reset (a triple fault) into qemu exit 0: the
+    kernel's doing, so a failed case, still saying qemu exited."""
+    fake_lab.script = FakeScript(qemu_dies_on="first-step", qemu_exit_code=0)
+    code, s = run(single(tmp_path), tmp_path)
+    assert code == 1
+    [one] = [c for c in s["suites"][0]["cases"] if c["name"] == "one"]
+    assert (one["status"], one["kind"]) == ("failed", "unreachable")
+    assert one["message"].startswith("qemu exited (code 0)")
+
+
+def test_workloads_without_a_case_option_are_named_after_the_workload(tmp_path, fake_lab):
+    assert WorkloadEntry("fio", {"bs": "4k"}, 60.0).case == "fio"
+    assert WorkloadEntry("shell", {"command": "x", "case": "mine"}, 60.0).case == "mine"
+    fake_lab.script = FakeScript(qemu_dies_on="first-step")
+    code, s = run(single(tmp_path, workloads='\n  - shell: {command: "first-step"}\n'),
+                  tmp_path)
+    assert code == 2 and cases(s)[1][:2] == ("shell", "error")  # the shell's default case
+
+
+def test_a_real_machine_reports_qemus_exit_code(tmp_path):
+    """Machine.exit_code is what the runner reads after a silent guest: None
+    while the process runs, -9 after kill -9."""
+    m = Machine(None, tmp_path)
+    assert m.exit_code is None
+    m.proc = subprocess.Popen(["sleep", "60"])
+    try:
+        assert m.exit_code is None and m.running
+        os.kill(m.proc.pid, signal.SIGKILL)
+        m.proc.wait(10)
+        assert m.exit_code == -9 and not m.running
+    finally:
+        m.proc.kill()
+        m.proc.wait()
 
 
 def test_a_timeout_is_investigated_not_a_crash(tmp_path, fake_lab):
@@ -258,6 +315,6 @@ def test_a_guest_qemu_paused_is_an_infrastructure_error_not_a_kernel_bug(
     code, s = run(single(tmp_path), tmp_path)
     assert code == 2
     got = [c for c in s["suites"][0]["cases"] if c["status"] == "error"]
-    assert [(c["name"], c["kind"]) for c in got] == [("shell", "infra")]
+    assert [(c["name"], c["kind"]) for c in got] == [("two", "infra")]
     assert "no space left on device" in got[0]["message"]
-    assert ("shell", "skipped", "not-run") in cases(s)
+    assert ("three", "skipped", "not-run") in cases(s)
