@@ -97,3 +97,42 @@ def test_guest_network_dropped_evidence_comes_over_the_serial_console(image, tmp
     ET.parse(out / "junit.xml")
     leftover = subprocess.run(["pgrep", "-f", f"qemu-system.*{out}"], capture_output=True)
     assert leftover.stdout == b""
+
+
+KILLED = """
+name: killed
+image: debian-bookworm
+machine: {cpus: 1, memory_mb: 1024, nvme_mb: 0}
+workloads:
+  - shell: {command: "echo started; sleep 120", case: victim, timeout: 300}
+  - shell: {command: "true", case: after}
+kernel: distro
+"""
+
+
+def test_qemu_killed_mid_workload_is_an_infrastructure_error(image, tmp_path):
+    import signal
+    job = tmp_path / "killed.yaml"
+    job.write_text(KILLED)
+    out = tmp_path / "run"
+    p = subprocess.Popen([sys.executable, "-m", "lab.cli", "run", str(job), "-o", str(out)],
+                         stderr=subprocess.PIPE, text=True, cwd=REPO)
+    for line in p.stderr:
+        if "workload shell" in line:
+            break
+    time.sleep(3)
+    pids = subprocess.run(["pgrep", "-f", f"qemu-system.*{out}"], capture_output=True,
+                          text=True).stdout.split()
+    assert len(pids) == 1
+    import os
+    os.kill(int(pids[0]), signal.SIGKILL)
+    err = p.stderr.read()
+    assert p.wait(300) == 2, err[-3000:]
+    assert "Traceback" not in err
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["state"] == "finished" and summary["exit_code"] == 2
+    cases = {c["name"]: c for c in summary["suites"][0]["cases"]}
+    victim = cases["victim"]
+    assert victim["status"] == "error" and "qemu exited (code -9" in victim["message"]
+    assert cases["after"]["kind"] == "not-run"
+    ET.parse(out / "junit.xml")
