@@ -45,7 +45,9 @@ def test_boot_distro_kernel_and_run_commands_over_ssh(image, distro, tmp_path):
         assert g.run("wc -c < /tmp/copied.py", timeout=30).stdout.strip() == \
             str(Path(__file__).stat().st_size)
         pid = m.proc.pid
-        assert m.accel.accel in ("kvm", "tcg")
+        # the accelerator used is the one recorded, with its reason, in the argv
+        assert m.accel.reason
+        assert f"accel={m.accel.accel}" in (tmp_path / "qemu.cmdline").read_text()
     assert "Linux version" in (tmp_path / "console.log").read_text()
     assert not Path(f"/proc/{pid}").exists()
     assert image.rootfs.stat().st_mtime == before

@@ -6,12 +6,11 @@ rates measured when this test was written, minus a small margin.
 
 from pathlib import Path
 
-import pytest
 
 from lab.kernellog import parse
 
 CORPUS = Path(__file__).resolve().parents[2].parent / "shared" / "corpus" / "syzkaller-reports"
-TITLE_RATE = 0.965  # measured 279/282 = 0.989
+TITLE_RATE = 0.985  # measured 279/282 = 0.989: losing 2 titles (277/282) fails
 QUIET_RATE = 0.95  # measured 17/17
 CORRUPTED_AGREEMENT = 0.97  # measured 354/354: Finding.corrupted vs "CORRUPTED: Y"
 
@@ -28,6 +27,8 @@ def load(path: Path) -> tuple[dict[str, list[str]], bytes]:
 
 
 def cases() -> list[Path]:
+    assert CORPUS.is_dir(), (f"{CORPUS} is missing: the corpus comes with ../shared beside "
+                             "the checkout (as CI lays it out)")
     return sorted((p for p in CORPUS.iterdir() if p.name.isdigit()), key=lambda p: int(p.name))
 
 
@@ -55,7 +56,6 @@ def rates() -> tuple[float, float, float, list[str]]:
     return right / titled, silent / quiet, agreed / flagged, misses
 
 
-@pytest.mark.skipif(not CORPUS.is_dir(), reason="corpus not present")
 def test_corpus_match_rates():
     title_rate, quiet_rate, agreement, misses = rates()
     assert title_rate >= TITLE_RATE, "\n".join(misses)

@@ -28,8 +28,10 @@ def spec(**kw):
 def check_golden(name, argv):
     path = GOLDEN / name
     text = "\n".join(argv) + "\n"
-    if os.environ.get("LAB_UPDATE_GOLDEN"):
+    if os.environ.get("LAB_UPDATE_GOLDEN") and text != path.read_text():
         path.write_text(text)
+        pytest.fail(f"{path} rewritten; review the diff and run again without "
+                    "LAB_UPDATE_GOLDEN")
     assert text == path.read_text(), f"argv differs from {path} (LAB_UPDATE_GOLDEN=1 to refresh)"
 
 
