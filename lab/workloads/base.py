@@ -42,7 +42,10 @@ class Option:
 
     def check(self, value: Any, *, file: str, field_name: str) -> Any:
         if self.type is float and is_int(value):
-            value = float(value)
+            try:
+                value = float(value)
+            except OverflowError:      # then the range check below rejects it
+                value = math.inf
         if self.type is tuple and isinstance(value, list):
             value = tuple(value)
         if not isinstance(value, self.type) or (self.type is int and isinstance(value, bool)):
@@ -57,7 +60,9 @@ class Option:
         if self.type in (int, float):
             lo = -math.inf if self.minimum is None else self.minimum
             hi = math.inf if self.maximum is None else self.maximum
-            if not (math.isfinite(value) and lo <= value <= hi):
+            # ints are finite however long (float() of a 400-digit int overflows)
+            finite = not isinstance(value, float) or math.isfinite(value)
+            if not (finite and lo <= value <= hi):
                 rng = (f"{lo:g}..{hi:g}" if self.maximum is not None and self.minimum is not None
                        else f">= {lo:g}" if self.minimum is not None else f"<= {hi:g}"
                        if self.maximum is not None else "finite")

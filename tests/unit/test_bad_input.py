@@ -186,3 +186,24 @@ def test_output_on_a_read_only_filesystem_is_the_hosts_fault(tmp_path, monkeypat
     with pytest.raises(InfraError, match="Read-only file system") as e:
         RunStore(tmp_path / "run", {})
     assert e.value.exit_code == 2
+
+
+def test_an_integer_too_large_for_a_float_is_bad_input_not_a_crash(tmp_path):
+    """Found by bench/fuzz_jobs.py: a 4001-digit size_mb overflowed in float()."""
+    from lab.errors import UserError
+    from lab.job import load_job
+    p = tmp_path / "big.yaml"
+    p.write_text("kernel: distro\nimage: debian-bookworm\nworkloads:\n- fio:\n"
+                 "    size_mb: 1" + "0" * 4000 + "\n")
+    with pytest.raises(UserError, match=r"workloads\[0\]\.fio\.size_mb"):
+        load_job(p)
+
+
+def test_a_float_option_given_a_huge_integer_is_bad_input(tmp_path):
+    from lab.errors import UserError
+    from lab.job import load_job
+    p = tmp_path / "big.yaml"
+    p.write_text("kernel: distro\nimage: debian-bookworm\nworkloads:\n- dax:\n"
+                 "    stuck_after: 1" + "0" * 400 + "\n")
+    with pytest.raises(UserError, match=r"workloads\[0\]\.dax\.stuck_after"):
+        load_job(p)
