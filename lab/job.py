@@ -212,6 +212,17 @@ def _name(value, *, file, field_name) -> str:
     return validate.name(value, file=file, field=field_name)
 
 
+def _named(raw, key: str, what: str, *, file):
+    """(name, value, field path) of each entry of a non-empty mapping of
+    names (kernels, variants, workload sets), each name a safe id part."""
+    _expect(raw, dict, file=file, field_name=key)
+    if not raw:
+        raise UserError(f"must define at least one {what}", file=file, field=key)
+    for name, val in raw.items():
+        where = f"{key}.{name}"
+        yield _name(name, file=file, field_name=where), val, where
+
+
 def _names(raw, valid: list[str], *, file, field_name) -> tuple[str, ...]:
     """A list of names, each one of `valid`."""
     if isinstance(raw, str):
@@ -255,13 +266,8 @@ def parse_kernel(raw, *, file: str, base: Path, field_name: str = "kernel") -> K
 def parse_kernels(raw, *, file: str, base: Path) -> tuple[NamedKernel, ...]:
     """`kernels:` a mapping name -> a kernel (as `kernel:` takes) that may
     also say `baseline: NAME`."""
-    _expect(raw, dict, file=file, field_name="kernels")
-    if not raw:
-        raise UserError("must define at least one kernel", file=file, field="kernels")
     out = []
-    for name, val in raw.items():
-        where = f"kernels.{name}"
-        _name(name, file=file, field_name=where)
+    for name, val, where in _named(raw, "kernels", "kernel", file=file):
         baseline = None
         if isinstance(val, dict) and "baseline" in val:
             val = dict(val)
@@ -285,13 +291,8 @@ def parse_kernels(raw, *, file: str, base: Path) -> tuple[NamedKernel, ...]:
 
 
 def parse_variants(raw, *, file: str, base: Path) -> tuple[Variant, ...]:
-    _expect(raw, dict, file=file, field_name="variants")
-    if not raw:
-        raise UserError("must define at least one variant", file=file, field="variants")
     out = []
-    for name, val in raw.items():
-        where = f"variants.{name}"
-        _name(name, file=file, field_name=where)
+    for name, val, where in _named(raw, "variants", "variant", file=file):
         if isinstance(val, list):          # shorthand: the fragment list
             val = {"fragments": val}
         val = _expect(_given(val, {}), dict, file=file, field_name=where)
@@ -360,13 +361,10 @@ def _check_case_names(entries: list[WorkloadEntry], *, file: str, where: str) ->
 
 def parse_workload_sets(raw, *, file: str, default_timeout: float) -> tuple[WorkloadSet, ...]:
     if isinstance(raw, dict):
-        if not raw:
-            raise UserError("must define at least one workload set", file=file,
-                            field="workloads")
-        return tuple(WorkloadSet(_name(n, file=file, field_name=f"workloads.{n}"),
-                                 parse_workloads(v, file=file, default_timeout=default_timeout,
-                                                 where=f"workloads.{n}"))
-                     for n, v in raw.items())
+        return tuple(WorkloadSet(n, parse_workloads(v, file=file,
+                                                    default_timeout=default_timeout,
+                                                    where=where))
+                     for n, v, where in _named(raw, "workloads", "workload set", file=file))
     return (WorkloadSet(DEFAULT, parse_workloads(raw, file=file,
                                                  default_timeout=default_timeout)),)
 

@@ -101,8 +101,8 @@ def test_smoke_job_writes_real_results(image, tmp_path):
     assert (out / "00-fio" / "fio.nvme.libaio.json").stat().st_size > 0
 
 
-def test_ctrl_c_keeps_results_and_leaves_no_qemu(image, tmp_path):
-    out = tmp_path / "run"
+def smoke_until_guest_up(out: Path) -> subprocess.Popen:
+    """`lab run jobs/smoke.yaml -o out` in a child, returned once its guest is up."""
     p = subprocess.Popen([sys.executable, "-m", "lab.cli", "run", "jobs/smoke.yaml", "-o",
                           str(out)], stderr=subprocess.PIPE, text=True, cwd=REPO)
     deadline = time.monotonic() + 300
@@ -110,6 +110,12 @@ def test_ctrl_c_keeps_results_and_leaves_no_qemu(image, tmp_path):
         if "guest up" in line or time.monotonic() > deadline:
             break
     assert qemu_pids_using(out), "qemu should be running once the guest is up"
+    return p
+
+
+def test_ctrl_c_keeps_results_and_leaves_no_qemu(image, tmp_path):
+    out = tmp_path / "run"
+    p = smoke_until_guest_up(out)
     p.send_signal(signal.SIGINT)
     assert p.wait(60) == 130
     root = ET.parse(out / "junit.xml").getroot()
@@ -121,13 +127,7 @@ def test_ctrl_c_keeps_results_and_leaves_no_qemu(image, tmp_path):
 
 def test_sigkill_of_lab_leaves_no_qemu_and_the_next_lab_marks_the_run(image, tmp_path):
     out = tmp_path / "run"
-    p = subprocess.Popen([sys.executable, "-m", "lab.cli", "run", "jobs/smoke.yaml", "-o",
-                          str(out)], stderr=subprocess.PIPE, text=True, cwd=REPO)
-    deadline = time.monotonic() + 300
-    for line in p.stderr:
-        if "guest up" in line or time.monotonic() > deadline:
-            break
-    assert qemu_pids_using(out), "qemu should be running once the guest is up"
+    p = smoke_until_guest_up(out)
     sockdirs = list(Path("/tmp").glob(f"lab-vm-{p.pid}-*"))
     assert sockdirs
     p.kill()
