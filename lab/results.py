@@ -29,7 +29,9 @@ class CaseKind(enum.StrEnum):
     PANIC = "panic"                # the kernel died
     UNREACHABLE = "unreachable"    # the guest stopped answering
     TIMEOUT = "timeout"            # slow but progressing past the budget
-    DEADLOCK = "deadlock"          # tasks blocked for good
+    DEADLOCK = "deadlock"          # tasks blocked for good (shown not to recover)
+    STALL = "stall"                # blocked, then recovered (or an operation too slow)
+    PINS_HELD = "pins-held"        # pins unbalanced while a task of the workload lives
     LOST_WAKEUP = "lost-wakeup"    # a waiter that a signal frees, never woken
     CORRUPTION = "corruption"      # data read back differs from what was written
     PIN_LEAK = "pin-leak"          # FOLL_PIN acquired != released after exit
