@@ -78,15 +78,35 @@ def settle_pins(guest: Guest, before: PinCounters, *, timeout: float = 20.0,
 
 
 def pin_case(guest: Guest, before: PinCounters | None, classname: str, *,
+             scope=None, workload_failed: bool = False,
              timeout: float = 20.0, stable_for: float = 5.0,
              interval: float = 0.5) -> CaseResult:
     """The FOLL_PIN balance over a workload, judged once its processes have
-    exited: acquired and released must have grown by the same amount."""
+    exited (checked through its scope, lab.guest.scope.Scope): acquired and
+    released must have grown by the same amount. Pins that do not balance
+    while a process of the workload is still alive are held, not leaked:
+    reported with the tasks, skipped when the workload's own verdict already
+    failed (it is part of that verdict), failed otherwise."""
     name = "pin-balance"
     if before is None:
         return CaseResult(name, Status.SKIPPED, classname=classname,
                           message="kernel has no nr_foll_pin_* counters in /proc/vmstat")
     start = time.monotonic()
+    live = scope.tasks() if scope is not None and scope.available else {}
+    if live:
+        now = read_pins(guest)
+        if now is not None and (now.acquired - before.acquired
+                                != now.released - before.released):
+            acq, rel = now.acquired - before.acquired, now.released - before.released
+            tasks = ", ".join(t.show() for t in sorted(live.values(), key=lambda t: t.pid))
+            return CaseResult(
+                name, Status.SKIPPED if workload_failed else Status.FAILED,
+                time.monotonic() - start, classname=classname, kind=CaseKind.PINS_HELD,
+                message=f"not judged: {acq - rel} pin(s) still held by live process(es) of the "
+                        f"workload: {tasks} (held, not leaked: the balance is judged once "
+                        "they have exited)",
+                properties={"pins_acquired": str(acq), "pins_released": str(rel),
+                            "pins_held": str(acq - rel), "live_tasks": tasks})
     after, balanced, readings = settle_pins(guest, before, timeout=timeout,
                                             interval=interval, stable_for=stable_for)
     if after is None:
@@ -105,7 +125,9 @@ def pin_case(guest: Guest, before: PinCounters | None, classname: str, *,
     return CaseResult(name, Status.FAILED, time.monotonic() - start, classname=classname,
                       kind=CaseKind.PIN_LEAK,
                       message=f"pin leak: {acq} pins acquired, {rel} released "
-                              f"({acq - rel} not released) after the workload's processes exited",
+                              f"({acq - rel} not released) after the workload's processes exited"
+                              + ("" if scope is not None and scope.available else
+                                 " (not checked: no cgroup v2 in the guest)"),
                       details=f"before: {before.acquired}/{before.released}\n"
                               f"readings after the workload (acquired/released):\n{trail}",
                       properties=props)

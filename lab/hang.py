@@ -30,6 +30,8 @@ from dataclasses import dataclass, field
 
 from .errors import CommandTimeout
 from .guest.base import GuestPaused
+from .guest.scope import unscoped
+from .resolve import Resolution, end_workload
 from .results import CaseKind, CaseResult, Status
 
 HUNG_REPORT = re.compile(r"INFO: task (?P<name>.+?):(?P<pid>\d+) blocked for more than "
@@ -132,10 +134,11 @@ def blocked_tasks(text: str) -> dict[int, BlockedTask]:
 
 
 def parse_proc_states(text: str) -> dict[int, tuple[str, int]]:
-    """`grep -H ... /proc/[0-9]*/status` output -> {pid: (state, switches)}."""
+    """`grep -H ... /proc/[0-9]*/task/[0-9]*/status` (or /proc/PID/status)
+    output -> {pid or tid: (state, switches)}."""
     out: dict[int, list] = {}
     for line in text.splitlines():
-        m = re.match(r"/proc/(\d+)/status:(\w+):\s+(\S+)", line)
+        m = re.match(r"/proc/(?:\d+/task/)?(\d+)/status:(\w+):\s+(\S+)", line)
         if not m:
             continue
         pid, key, val = int(m.group(1)), m.group(2), m.group(3)
@@ -149,10 +152,13 @@ def parse_proc_states(text: str) -> dict[int, tuple[str, int]]:
 
 @dataclass
 class Verdict:
-    kind: CaseKind                  # DEADLOCK | TIMEOUT | PANIC
+    kind: CaseKind                  # DEADLOCK | STALL | TIMEOUT | PANIC
     stuck: list[BlockedTask] = field(default_factory=list)
     progressing: list[BlockedTask] = field(default_factory=list)
     reason: str = ""
+    resolution: "Resolution | None" = None     # what ending the workload's processes did
+    recovered: list[BlockedTask] = field(default_factory=list)
+    blocked_s: dict[int, float] = field(default_factory=dict)   # pid -> seconds blocked
 
     def details(self, evidence: str = "") -> str:
         parts = []
@@ -173,9 +179,92 @@ class Verdict:
                          "(progressing, not stuck): "
                          + ", ".join(f"{t.label} {t.switches[0]}->{t.switches[1]}"
                                      if t.switches else t.label for t in self.progressing))
-        if evidence and not self.stuck:
+        if self.recovered:
+            parts.append("Blocked tasks that recovered once the workload's processes were "
+                         "ended (a stall):")
+            for t in self.recovered:
+                r = self.resolution
+                by = r.released_by(t.pid) if r else None
+                how = (f"after ending {by.task.label}"
+                       + (f", which released {by.pins_released} pin(s)"
+                          if by.pins_released else "") if by else "on its own")
+                secs = self.blocked_s.get(t.pid)
+                parts.append(f"\n== {t.label} blocked in {t.wait_site}"
+                             + (f" for {secs:.1f}s" if secs is not None else "")
+                             + f", recovered {how}\n{t.stack or '(no stack captured)'}")
+        if self.resolution is not None:
+            parts.append("\n" + resolution_text(self.resolution))
+        if evidence and not self.stuck and not self.recovered:
             parts.append("\n--- evidence ---\n" + evidence[-20000:])
         return "\n".join(parts).strip()
+
+
+def resolution_text(r: "Resolution") -> str:
+    """How the workload's processes were ended and what the blocked tasks did."""
+    lines = [f"Ending the workload's processes (holders first, then the blocked ones; "
+             f"blocked tasks watched for {r.bound:g}s):"]
+    if r.note:
+        lines.append(f"  {r.note}")
+    for e in r.ended:
+        freed = (f" -> recovered: {', '.join(r.watched[p].label for p in e.freed)}"
+                 if e.freed else "")
+        lines.append(f"  ended {e.show()}{freed}")
+    for p, at in sorted(r.killed_blocked.items()):
+        lines.append(f"  {r.watched[p].label} was blocked until lab killed it at +{at:.1f}s "
+                     "(its operation never completed)")
+    for t in r.stuck:
+        if t.pid not in r.killed_blocked:
+            lines.append(f"  {t.label} still in D state, not scheduled, after {r.bound:g}s")
+    for t in r.survivors:
+        lines.append(f"  survivor: {t.show()} could not be ended")
+    return "\n".join(lines)
+
+
+def blocked_since(text: str) -> dict[int, float]:
+    """Guest uptime by which each task the hung-task detector reported was
+    already blocked: the report's timestamp minus its "more than N seconds"."""
+    out: dict[int, float] = {}
+    for m in re.finditer(r"^\[\s*(\d+\.\d+)\]\s*INFO: task .+?:(\d+) blocked for more than "
+                         r"(\d+) seconds", text, re.M):
+        at = float(m.group(1)) - int(m.group(3))
+        pid = int(m.group(2))
+        out[pid] = min(out.get(pid, at), at)
+    return out
+
+
+def settle(v: Verdict, res: "Resolution", since: dict[int, float] | None = None) -> Verdict:
+    """The verdict once the workload's processes were ended (pure): stuck
+    tasks that all recovered make a stall, any that did not a deadlock."""
+    v.resolution = res
+    if v.kind is not CaseKind.DEADLOCK:
+        return v
+    since = since or {}
+    recovered = [t for t in v.stuck if t.pid in res.recovered and t.pid not in res.killed_blocked]
+    stuck = [t for t in v.stuck if t not in recovered]
+    for t in recovered:
+        if t.pid in since and t.pid in res.uptime_at:
+            v.blocked_s[t.pid] = res.uptime_at[t.pid] - since[t.pid]
+    v.recovered, v.stuck = recovered, stuck
+    if stuck:
+        why = ("lab could not end the workload's processes (no cgroup v2)" if not res.scoped
+               else "every process of the workload was ended")
+        v.reason = (f"{len(stuck)} task(s) stuck in D state did not recover within "
+                    f"{res.bound:g}s after {why}: "
+                    + ", ".join(f"{t.label} in {t.wait_site}" for t in stuck[:5]))
+        return v
+    v.kind = CaseKind.STALL
+    parts = []
+    for t in recovered[:5]:
+        by = res.released_by(t.pid)
+        secs = v.blocked_s.get(t.pid)
+        parts.append(f"{t.label} in {t.wait_site}"
+                     + (f" ({secs:.0f}s)" if secs is not None else "")
+                     + (f" recovered after lab ended {by.task.label}"
+                        + (f" ({by.pins_released} pin(s) released)" if by.pins_released else "")
+                        if by else " recovered on its own"))
+    v.reason = (f"stall, not a deadlock: {len(recovered)} blocked task(s) recovered once the "
+                f"workload's processes were ended: " + "; ".join(parts))
+    return v
 
 
 def classify(text: str, snap_a: dict[int, tuple[str, int]] | None = None,
@@ -230,8 +319,10 @@ def panic_report(console: str) -> str:
 
 # --- effects: evidence from a live or dying guest ---------------------------
 
+# every thread, not only every process: a blocked task is often a thread (an
+# io_uring worker, a helper's second thread) that /proc/[0-9]* does not list
 PROC_STATES = ("grep -H -E '^(State|voluntary_ctxt_switches|nonvoluntary_ctxt_switches):' "
-               "/proc/[0-9]*/status 2>/dev/null; true")
+               "/proc/[0-9]*/task/[0-9]*/status 2>/dev/null; true")
 
 
 class HungTaskDetected(CommandTimeout):
@@ -376,7 +467,7 @@ def investigate(ctx, exc: CommandTimeout, cursor: int, case_name: str) -> CaseRe
     its timeout (or that `run_watched` stopped): deadlock, timeout or panic.
     The case is named `case_name` unless the workload tagged the exception."""
     case_name = getattr(exc, "case_name", None) or case_name
-    machine, guest = ctx.machine, ctx.guest
+    machine, guest = ctx.machine, unscoped(ctx.guest)
     start = time.monotonic()
     snap_a = snap_b = None
     hung_text = getattr(exc, "report", "") or ""
@@ -405,6 +496,15 @@ def investigate(ctx, exc: CommandTimeout, cursor: int, case_name: str) -> CaseRe
         ctx.save("tasks-a.txt", repr(snap_a))
         ctx.save("tasks-b.txt", repr(snap_b))
     v = classify(evidence, snap_a, snap_b, dead=dead)
+    if not dead and v.kind in (CaseKind.DEADLOCK, CaseKind.TIMEOUT):
+        # stall or deadlock: end the workload's processes, watch the blocked
+        try:
+            res = end_workload(guest, getattr(ctx, "scope", None), [t.pid for t in v.stuck],
+                               bound=getattr(ctx, "recovery", 30.0))
+            v = settle(v, res, blocked_since(evidence))
+            ctx.save("resolution.txt", resolution_text(res))
+        except Exception as e:  # noqa: BLE001 - the guest died meanwhile: the evidence stands
+            v.reason += f" (ending the workload's processes failed: {e})"
     if isinstance(exc, HungTaskDetected):
         waited = (f"the hung-task detector reported pid(s) "
                   f"{', '.join(map(str, sorted(exc.pids)))} and the workload had not finished "
@@ -419,6 +519,18 @@ def investigate(ctx, exc: CommandTimeout, cursor: int, case_name: str) -> CaseRe
     props = {"evidence_via": via, "investigation_s": f"{time.monotonic() - start:.1f}"}
     if v.stuck:
         props["blocked_tasks"] = ", ".join(f"{t.label}@{t.wait_site}" for t in v.stuck)
+    if v.recovered:
+        props["recovered_tasks"] = ", ".join(f"{t.label}@{t.wait_site}" for t in v.recovered)
+    if v.blocked_s:
+        props["max_blocked_s"] = f"{max(v.blocked_s.values()):.1f}"
+    r = v.resolution
+    if r is not None:
+        props["ended"] = ", ".join(e.task.label for e in r.ended)
+        if r.survivors:
+            props["survivors"] = ", ".join(t.show() for t in r.survivors)
+        by = {e.task.label for t in v.recovered if (e := r.released_by(t.pid))}
+        if by:
+            props["released_by"] = ", ".join(sorted(by))
     return CaseResult(case_name, Status.FAILED, getattr(exc, "elapsed", exc.timeout),
                       kind=v.kind, message=msg, details=details, output=exc.output_tail,
                       properties=props)

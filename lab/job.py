@@ -53,7 +53,7 @@ TOP_KEYS = ("name", "description", "kernel", "kernels", "variants", "matrix", "r
             "image", "machine", "timeouts", "hung_task_timeout", "workloads")
 MACHINE_KEYS = {"memory_mb": int, "cpus": int, "nvme_mb": int, "pmem_mb": int,
                 "cmdline": str, "accel": str}
-TIMEOUT_KEYS = ("boot", "workload")
+TIMEOUT_KEYS = ("boot", "workload", "recovery")
 ACCELS = ("auto", "kvm", "tcg")
 VARIANT_KEYS = ("fragments", "cmdline")
 MATRIX_KEYS = ("kernels", "variants", "workloads", "include", "exclude")
@@ -148,6 +148,9 @@ class Job:
     machine: MachineOpts = field(default_factory=MachineOpts)
     boot_timeout: float = 180.0
     workload_timeout: float = 600.0
+    # seconds blocked tasks get to recover once a stuck workload's processes
+    # are ended (lab/resolve.py): recovered -> stall, not -> deadlock
+    recovery_timeout: float = 30.0
     hung_task_timeout: int = 20
     workload_sets: tuple[WorkloadSet, ...] = ()
     variants: tuple[Variant, ...] = (Variant(DEFAULT),)
@@ -447,6 +450,7 @@ def parse_job(data, *, file: str, base: Path) -> Job:
     _unknown(t, TIMEOUT_KEYS, file=file, where="timeouts")
     boot = _timeout(t.get("boot", 180), file=file, field_name="timeouts.boot")
     wl_t = _timeout(t.get("workload", 600), file=file, field_name="timeouts.workload")
+    recovery = _timeout(t.get("recovery", 30), file=file, field_name="timeouts.recovery")
     hung = validate.integer(data.get("hung_task_timeout", 20), 0, MAX_HUNG_TASK, file=file,
                             field="hung_task_timeout", unit="seconds (0 disables)")
     sets = parse_workload_sets(data["workloads"], file=file, default_timeout=wl_t)
@@ -465,7 +469,8 @@ def parse_job(data, *, file: str, base: Path) -> Job:
         declared.add("workloads")
     job = Job(name=name, path=Path(file), kernels=kernels,
               image=str(image_path) if image_path else image, machine=machine,
-              boot_timeout=boot, workload_timeout=wl_t, hung_task_timeout=hung,
+              boot_timeout=boot, workload_timeout=wl_t, recovery_timeout=recovery,
+              hung_task_timeout=hung,
               workload_sets=sets, variants=variants, matrix=matrix, repeat=repeat,
               description=_expect(_given(data.get("description"), ""), str, file=file,
                                   field_name="description"),

@@ -12,6 +12,7 @@ the matrix all go through it; machines come from the factory it is given.
 
 from __future__ import annotations
 
+import enum
 import signal
 import sys
 import threading
@@ -25,6 +26,7 @@ from typing import Callable
 from . import checks, hang, proc
 from .errors import CommandTimeout, InfraError, LabError, UserError
 from .guest.base import GuestPaused, GuestUnreachable
+from .guest.scope import Scope, ScopedGuest
 from .image.build import Image, cached as cached_image, ensure as ensure_image
 from .image.recipe import load_recipe
 from .job import Job, KernelKind, KernelSpec
@@ -32,6 +34,7 @@ from .kernel.artifact import KernelArtifact, distro_kernel
 from .matrix import Cell, Unit, expand, select, units as make_units
 from .paths import free_space, runs_dir
 from .progress import Progress
+from .resolve import end_workload
 from .results import CaseKind, CaseResult, RunState, Status, SuiteResult
 from .schedule import Cancelled, MadeOnce, Resources
 from .store import RunStore, mark_dead_runs
@@ -344,16 +347,50 @@ def _run_cell(unit: Unit, env: RunEnv, suite: SuiteResult, udir: Path, say) -> N
     with env.resources.guest(cfg.cpus, cfg.memory_mb, unit.id):
         env.progress.set(unit.id, "booting")
         suite.properties["machine_started"] = _now()
-        machine = env.machine_factory(cfg, udir, say)
-        with env.lock:
-            env.live.add(machine)
+        boots = Boots(env, cfg, udir, say)
         try:
-            _boot_and_run(unit, env, machine, kernel, suite, udir, say)
+            _boot_and_run(unit, env, boots, kernel, suite, say)
         finally:
-            machine.stop()
+            boots.stop()
             suite.properties["machine_stopped"] = _now()
-            with env.lock:
-                env.live.discard(machine)
+            suite.properties["boots"] = str(boots.count)
+
+
+class After(enum.Enum):
+    """What a workload leaves for the next one."""
+
+    CONTINUE = "continue"      # the guest is fine
+    REBOOT = "reboot"          # the guest is poisoned or dead: a fresh boot of the kernel
+    STOP = "stop"              # the host failed under it (qemu killed or paused): stop
+
+
+class Boots:
+    """The machines of one unit: the first boot, and a fresh one of the same
+    kernel each time a workload leaves the guest unusable (its files under
+    boot-N/)."""
+
+    def __init__(self, env: RunEnv, cfg: BootConfig, udir: Path, say):
+        self.env, self.cfg, self.udir, self.say = env, cfg, udir, say
+        self.count = 0
+        self.machine: MachineLike | None = None
+
+    def new(self) -> MachineLike:
+        self.stop()
+        self.count += 1
+        wd = self.udir if self.count == 1 else self.udir / f"boot-{self.count}"
+        self.machine = self.env.machine_factory(self.cfg, wd, self.say)
+        with self.env.lock:
+            self.env.live.add(self.machine)
+        return self.machine
+
+    def stop(self) -> None:
+        m, self.machine = self.machine, None
+        if m is not None:
+            try:
+                m.stop()
+            finally:
+                with self.env.lock:
+                    self.env.live.discard(m)
 
 
 def _now() -> str:
@@ -365,25 +402,29 @@ def _copy(c: CaseResult) -> CaseResult:
     return replace(c, properties=dict(c.properties))
 
 
-def _boot_and_run(unit: Unit, env: RunEnv, machine, kernel: KernelArtifact,
-                  suite: SuiteResult, udir: Path, say) -> None:
-    store = env.store
-    say(f"booting {kernel.release} ({kernel.origin})")
+def _boot(machine, kernel: KernelArtifact, suite: SuiteResult, store: RunStore, name: str,
+          seen: set[str], say, why: str = "") -> bool:
+    """Start `machine` and wait for SSH; the boot's case is `name`."""
+    say(f"booting {kernel.release} ({kernel.origin})" + (f": {why}" if why else ""))
     try:
         machine.start()
-        suite.properties.update({"qemu_version": machine.qemu_version,
-                                 "accelerator": machine.accel.accel,
-                                 "accelerator_reason": machine.accel.reason,
-                                 "kernel_cmdline": machine.spec.cmdline})
+        if name == "boot":
+            suite.properties.update({"qemu_version": machine.qemu_version,
+                                     "accelerator": machine.accel.accel,
+                                     "accelerator_reason": machine.accel.reason,
+                                     "kernel_cmdline": machine.spec.cmdline})
         machine.wait_for_ssh()
     except BootError as e:
         console = machine.console_text()
-        store.add(suite, CaseResult("boot", Status.FAILED, kind=_boot_kind(console),
-                                    message=str(e).splitlines()[0], details=str(e)),
-                  *checks.findings_cases(console, "boot"))
-        return
+        store.add(suite, CaseResult(name, Status.FAILED, kind=_boot_kind(console),
+                                    message=str(e).splitlines()[0], details=str(e),
+                                    classname="boot"),
+                  *checks.findings_cases(console, name, seen))
+        return False
     guest = machine.guest
     boot_props = {"boot_to_ssh_s": f"{machine.times.to_ssh:.2f}"}
+    if why:
+        boot_props["reason"] = why
     from .vm.machine import kernel_time_to_init
     k2i = kernel_time_to_init(machine.console_text())
     if k2i is not None:
@@ -391,23 +432,43 @@ def _boot_and_run(unit: Unit, env: RunEnv, machine, kernel: KernelArtifact,
     uname = guest.run("uname -r", timeout=30).stdout.strip()
     boot_props["uname_r"] = uname
     say(f"guest up in {machine.times.to_ssh:.1f}s ({machine.accel.accel}), uname -r {uname}")
-    store.add(suite, CaseResult("boot", Status.PASSED, machine.times.to_ssh,
+    store.add(suite, CaseResult(name, Status.PASSED, machine.times.to_ssh, classname="boot",
                                 output=f"reached SSH in {machine.times.to_ssh:.1f}s under "
-                                       f"{machine.accel.accel}",
+                                       f"{machine.accel.accel}"
+                                       + (f" (a fresh boot: {why})" if why else ""),
                                 properties=boot_props))
+    store.add(suite, *checks.findings_cases(machine.console_text(), name, seen))
+    return True
+
+
+def _boot_and_run(unit: Unit, env: RunEnv, boots: Boots, kernel: KernelArtifact,
+                  suite: SuiteResult, say) -> None:
+    store = env.store
     seen: set[str] = set()
-    store.add(suite, *checks.findings_cases(machine.console_text(), "boot", seen))
+    machine = boots.new()
+    if not _boot(machine, kernel, suite, store, "boot", seen, say):
+        return
     workloads = unit.cell.workloads
     for i, entry in enumerate(workloads):
         env.progress.set(unit.id, f"workload {i + 1} of {len(workloads)}: {entry.name}")
-        if not _run_workload(i, entry, machine, kernel, udir, store, suite, seen, say,
-                             env.resources.cancelled):
-            store.add(suite, *[
-                CaseResult(later.case, Status.SKIPPED, classname=later.name,
-                           kind=CaseKind.NOT_RUN,
-                           message=f"not run: the guest died during {entry.case}")
-                for later in workloads[i + 1:]])
-            break
+        after, why = _run_workload(i, entry, machine, kernel, boots.udir, store, suite, seen,
+                                   say, env.resources.cancelled, env.job.recovery_timeout)
+        rest = workloads[i + 1:]
+        if after is After.CONTINUE or not rest:
+            continue
+        if after is After.REBOOT:
+            say(f"{why}: the {len(rest)} workload(s) left run on a fresh boot")
+            env.progress.set(unit.id, "booting again")
+            machine = boots.new()
+            if _boot(machine, kernel, suite, store, f"boot.{boots.count}", seen, say, why):
+                continue
+            message = f"not run: the fresh boot after {entry.case} failed"
+        else:
+            message = f"not run: the guest died during {entry.case}"
+        store.add(suite, *[CaseResult(later.case, Status.SKIPPED, classname=later.name,
+                                      kind=CaseKind.NOT_RUN, message=message)
+                           for later in rest])
+        break
 
 
 def _boot_kind(console: str) -> CaseKind:
@@ -461,23 +522,33 @@ def _qemu_exit_code(machine, settle: float = QEMU_SETTLE) -> int | None:
 
 def _run_workload(i, entry, machine, kernel, out: Path, store: RunStore, suite: SuiteResult,
                   seen: set[str], say: Callable[[str], None],
-                  cancelled: threading.Event | None = None) -> bool:
-    """Run one workload and its checks; False when the guest is gone. After
-    Ctrl-C (the machine was killed under it) there is nothing to investigate:
-    Cancelled ends the boot at once."""
+                  cancelled: threading.Event | None = None,
+                  recovery: float = 30.0) -> tuple[After, str]:
+    """Run one workload in a scope of its own (lab/guest/scope.py) and its
+    checks; return what it leaves for the next one and why. A workload past
+    its timeout is investigated (lab/hang.py: evidence, then its processes
+    ended and its blocked tasks watched: stall or deadlock). Whatever a
+    workload does to the guest, the result is its cases, never an exception
+    (bad input and Ctrl-C aside). After Ctrl-C (the machine was killed under
+    it) there is nothing to investigate: Cancelled ends the boot at once."""
     guest = machine.guest
     wl = lookup(entry.name)(entry.options)
     wdir = out / f"{i:02d}-{entry.name}"
     ctx = WorkloadContext(guest=guest, outdir=wdir, timeout=entry.timeout,
-                          machine=machine, log=say, kernel=kernel)
+                          machine=machine, log=say, kernel=kernel, recovery=recovery)
     wdir.mkdir(parents=True, exist_ok=True)
-    cursor = guest.kmsg_cursor()
-    pins = checks.read_pins(guest)
+    scope = Scope(guest, f"{i:02d}-{entry.name}")
+    cursor, pins = 0, None
     say(f"workload {entry.name} (timeout {entry.timeout:g}s)")
     start = time.monotonic()
-    alive = True
+    after, why = After.CONTINUE, ""
+    investigated = False
     try:
         try:
+            cursor = guest.kmsg_cursor()
+            pins = checks.read_pins(guest)
+            if scope.create():
+                ctx.guest, ctx.scope = ScopedGuest(guest, scope), scope
             cases = wl.run(ctx)
         except (CommandTimeout, GuestUnreachable, GuestPaused):
             if cancelled is not None and cancelled.is_set():
@@ -485,30 +556,64 @@ def _run_workload(i, entry, machine, kernel, out: Path, store: RunStore, suite: 
             raise
     except CommandTimeout as e:
         cases = [hang.investigate(ctx, e, cursor, entry.case)]
-        alive = guest.alive(timeout=15)
+        investigated = True
     except GuestPaused as e:
-        alive = False
+        after, why = After.STOP, str(e).splitlines()[0]
         cases = [CaseResult(entry.case, Status.ERROR, time.monotonic() - start,
-                            kind=CaseKind.INFRA, message=str(e).splitlines()[0],
-                            details=str(e))]
+                            kind=CaseKind.INFRA, message=why, details=str(e))]
     except GuestUnreachable as e:
-        alive = False
         cases = [_unreachable_case(entry.case, machine, e, time.monotonic() - start)]
-    except InfraError as e:
+        after = After.STOP if cases[0].kind is CaseKind.INFRA else After.REBOOT
+        why = f"the guest died during {entry.case} ({cases[0].kind})"
+    except (Cancelled, UserError):
+        raise
+    except Exception as e:  # noqa: BLE001 - an InfraError, or lab failing on a guest in a bad state
+        import traceback
+        kind = "" if isinstance(e, InfraError) else f"{type(e).__name__}: "
         cases = [CaseResult(entry.case, Status.ERROR, time.monotonic() - start,
-                            kind=CaseKind.INFRA, message=str(e).splitlines()[0],
-                            details=str(e))]
+                            kind=CaseKind.INFRA,
+                            message=f"{kind}{str(e).splitlines()[0] if str(e) else ''}"[:300],
+                            details=str(e) if isinstance(e, InfraError)
+                            else traceback.format_exc())]
     for c in cases:
         c.classname = c.classname or entry.name
     store.add(suite, *cases)
-    if alive and machine.running:
+    if after is not After.CONTINUE or not machine.running:
+        store.add(suite, *checks.findings_cases(machine.console_text(), entry.name, seen))
+        if after is After.CONTINUE:
+            after, why = After.REBOOT, f"the guest died during {entry.case}"
+        return after, why
+    try:
+        if not guest.alive(timeout=15):
+            raise GuestUnreachable("the guest stopped answering")
         dmesg, _ = guest.kmsg_since(cursor)
         (wdir / "dmesg.txt").write_text(dmesg)
         store.add(suite, *checks.findings_cases(dmesg, entry.name, seen))
+        left = scope.tasks()
+        if left and not investigated:
+            # the workload left processes behind: end them the same way
+            res = end_workload(guest, scope, [t.pid for t in left.values() if t.state == "D"],
+                               bound=recovery)
+            (wdir / "resolution.txt").write_text(hang.resolution_text(res) + "\n")
+        elif left:
+            scope.kill_all()
+        failed = any(c.status in (Status.FAILED, Status.ERROR) for c in cases)
         if any(c.status is not Status.SKIPPED for c in cases):
-            store.add(suite, checks.pin_case(guest, pins, entry.name))
-    else:
-        console = machine.console_text()
-        store.add(suite, *checks.findings_cases(console, entry.name, seen))
-        say(f"guest is gone after {entry.name}; remaining workloads are not run")
-    return alive and machine.running
+            store.add(suite, checks.pin_case(guest, pins, entry.name, scope=scope,
+                                             workload_failed=failed))
+        survivors = scope.tasks()
+        deadlocked = [c for c in cases if c.kind in (CaseKind.DEADLOCK, CaseKind.PANIC,
+                                                     CaseKind.UNREACHABLE)]
+        if survivors:
+            after, why = After.REBOOT, (f"{entry.case} left process(es) that cannot be ended: "
+                                        + ", ".join(t.show() for t in survivors.values()))
+        elif deadlocked:
+            after, why = After.REBOOT, f"{entry.case} ended in a {deadlocked[0].kind}"
+        else:
+            scope.remove()
+    except (CommandTimeout, GuestUnreachable, InfraError) as e:
+        store.add(suite, *checks.findings_cases(machine.console_text(), entry.name, seen))
+        after, why = After.REBOOT, f"the guest stopped answering after {entry.case} ({e})"
+    if after is not After.CONTINUE:
+        say(why)
+    return after, why

@@ -50,6 +50,7 @@ class FakeScript:
     """What the fake machines of a factory do; patterns match guest commands."""
 
     boot_fails: bool = False
+    boots_before_failing: int | None = None   # that many boots come up, the later ones fail
     boot_panics: bool = False
     boot_seconds: float = 0.0          # time start() + wait_for_ssh() take
     command_seconds: float = 0.0       # time every matching command takes
@@ -99,7 +100,9 @@ class FakeMachine:
             self._say("Kernel panic - not syncing: VFS: Unable to mount root fs")
             self._die()
             raise BootError("qemu exited with code 0 before the guest answered SSH")
-        if s.boot_fails:
+        booted = sum(1 for m in self.factory.machines if m.guest is not None)
+        if s.boot_fails or (s.boots_before_failing is not None
+                            and booted >= s.boots_before_failing):
             raise BootError(f"guest did not answer SSH within {self.cfg.boot_timeout:g}s")
         g = FakeGuest(list(s.answers))
         g.answer(r"^uname -r$", self.cfg.kernel.release + "\n")

@@ -97,6 +97,8 @@ class WorkloadContext:
     machine: Any = None                # lab.vm.machine.Machine: QMP, console, sysrq
     log: Callable[[str], None] = print
     kernel: KernelArtifact | None = None   # the booted kernel (artifact dir: gup_test, .config)
+    scope: Any = None                  # lab.guest.scope.Scope: the workload's processes
+    recovery: float = 30.0             # seconds blocked tasks get to recover (lab/resolve.py)
 
     def save(self, name: str, text: str) -> Path:
         self.outdir.mkdir(parents=True, exist_ok=True)

@@ -9,6 +9,7 @@ import json
 import shlex
 import threading
 import time
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -237,8 +238,12 @@ def install_helper(ctx, guest: LoggedGuest, name: str = "pinstress") -> str:
     if not local.exists():
         local = build_helper(name)
     remote = f"{GUEST_DIR}/{name}"
+    # A copy still running (stuck in D state after an earlier workload) keeps
+    # its file busy (ETXTBSY): upload under a new name, then rename over it.
+    tmp = f"{GUEST_DIR}/.{name}.{uuid.uuid4().hex[:12]}"
     guest.run(f"mkdir -p {GUEST_DIR}", timeout=30)
-    guest.put(local, remote, mode=0o755)
+    guest.put(local, tmp, mode=0o755)
+    guest.run(f"mv -f {tmp} {remote}", timeout=30, check=True)
     return remote
 
 

@@ -73,16 +73,36 @@ def test_panic_during_boot_is_a_panic_with_its_report(tmp_path, fake_lab):
         or "Kernel panic" in (tmp_path / "out" / "console.log").read_text()
 
 
-def test_dead_guest_fails_its_workload_and_the_rest_are_not_run(tmp_path, fake_lab):
+def test_after_a_panic_the_rest_run_on_a_fresh_boot_of_the_same_kernel(tmp_path, fake_lab):
     fake_lab.script = FakeScript(panic_on="second-step")
     code, s = run(single(tmp_path), tmp_path)
     assert code == 1
     got = cases(s)
     assert ("one", "passed", "") in got
     assert ("two", "failed", "panic") in got         # named by its configured case
-    assert ("three", "skipped", "not-run") in got      # the third workload
+    # a second boot recorded in the same suite, then the third workload on it
+    names = [c[0] for c in got]
+    assert names.index("two") < names.index("boot.2") < names.index("three")
+    assert ("three", "passed", "") in got
+    [boot2] = [c for c in s["suites"][0]["cases"] if c["name"] == "boot.2"]
+    assert boot2["classname"] == "boot" and "two" in boot2["properties"]["reason"]
+    assert s["suites"][0]["properties"]["boots"] == "2"
+    first, second = fake_lab.machines
+    assert "third-step" not in " ".join(first.guest.commands)
+    assert any("third-step" in c for c in second.guest.commands)
+    assert second.cfg == first.cfg and second.workdir.name == "boot-2"
+    assert not fake_lab.running
+
+
+def test_when_the_fresh_boot_fails_the_rest_are_not_run(tmp_path, fake_lab):
+    fake_lab.script = FakeScript(panic_on="second-step", boots_before_failing=1)
+    code, s = run(single(tmp_path), tmp_path)
+    assert code == 1
+    got = cases(s)
+    assert ("boot.2", "failed", "boot") in got
+    assert ("three", "skipped", "not-run") in got
     skipped = [c for c in s["suites"][0]["cases"] if c["kind"] == "not-run"]
-    assert "the guest died during two" in skipped[0]["message"]
+    assert "the fresh boot after two failed" in skipped[0]["message"]
     assert skipped[0]["classname"] == "shell"
     assert not fake_lab.running
 

@@ -115,6 +115,12 @@ def test_parse_proc_states():
             "/proc/12/status:nonvoluntary_ctxt_switches:\t2\n"
             "/proc/13/status:State:\tS (sleeping)\n")
     assert hang.parse_proc_states(text) == {12: ("D", 7), 13: ("S", 0)}
+    # threads are tasks too: an io_uring worker or a helper's second thread
+    threads = ("/proc/12/task/12/status:State:\tS (sleeping)\n"
+               "/proc/12/task/15/status:State:\tD (disk sleep)\n"
+               "/proc/12/task/15/status:voluntary_ctxt_switches:\t3\n")
+    assert hang.parse_proc_states(threads) == {12: ("S", 0), 15: ("D", 3)}
+    assert "/task/" in hang.PROC_STATES
 
 
 # --- effects, with fakes -----------------------------------------------------
