@@ -129,3 +129,22 @@ def test_a_v1_artifact_is_a_cache_hit(tree, fragment, monkeypatch):
 def test_dir_state():
     assert kb.DirState.of(Path("/nonexistent/lab")) is kb.DirState.COLD
 
+
+def test_lab_build_dry_run_says_where_and_whether_warm(tree, fragment, capsys, monkeypatch):
+    from .test_kernel_build import parse
+    argv = ["build", "--tree", str(tree), "--fragment", fragment, "--no-progress"]
+    args = parse(argv + ["--dry-run"])
+    assert args.func(args) == 0
+    out = capsys.readouterr().out
+    p = plan(BuildSpec(tree=tree, fragments=(fragment,)))
+    assert f"build dir  {p.build_dir}\n" in out and "cold: the first build" in out
+    assert "to build" in out and not p.build_dir.exists()        # planned, nothing made
+    args = parse(argv)
+    assert args.func(args) == 0
+    capsys.readouterr()
+    args = parse(argv + ["--dry-run"])
+    monkeypatch.setattr(kbuild.KBuild, "run", lambda *a, **kw: pytest.fail("make ran"))
+    assert args.func(args) == 0
+    out = capsys.readouterr().out
+    assert "warm: a finished build is there" in out and "cached: nothing to build" in out
+    assert f"--fragment {Path(fragment).resolve()}" in out
