@@ -10,7 +10,7 @@ from pathlib import Path
 from ..errors import EXIT_OK, EXIT_TESTS_FAILED, UserError
 from ..paths import PROJECT_ROOT
 from ..kernel.outcome import StepState
-from ..kernel.spec import DEFAULT_FRAGMENTS, BuildSpec
+from ..kernel.spec import DEFAULT_FRAGMENTS, BuildSpec, check_upto
 
 DEFAULT_JOBS = ("jobs/gup.yaml", "jobs/smoke.yaml")
 
@@ -50,6 +50,9 @@ def _source_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--series", action="append", default=[], metavar="S",
                    help="mbox, directory of patches, patch file or git range A..B; repeat "
                         "for a list of patch files (together one series)")
+    p.add_argument("--series-upto", metavar="N",
+                   help="apply only patches 1..N of the series, on purpose (e.g. to bisect "
+                        "inside it); without it a series with missing patches is refused")
     p.add_argument("--fragment", action="append", metavar="F",
                    help="config fragment: a name in kernels/fragments or a path "
                         f"(default: {' '.join(DEFAULT_FRAGMENTS)})")
@@ -58,10 +61,17 @@ def _source_args(p: argparse.ArgumentParser) -> None:
 def spec_from_args(args) -> BuildSpec:
     if getattr(args, "ref", None) and not getattr(args, "tree", None):
         raise UserError("--ref needs --tree", field="--ref")
+    upto = getattr(args, "series_upto", None)
+    if upto is not None:
+        if not args.series:
+            raise UserError("needs --series (it says how many of the series' patches to "
+                            "apply)", field="--series-upto")
+        upto = check_upto(upto, file=None, field="--series-upto")
     return BuildSpec(tree=args.tree, ref=args.ref,
                      linux_source=bool(getattr(args, "linux_source", False)),
                      series=tuple(args.series or ()),
-                     fragments=tuple(args.fragment) if args.fragment else DEFAULT_FRAGMENTS)
+                     fragments=tuple(args.fragment) if args.fragment else DEFAULT_FRAGMENTS,
+                     series_upto=upto, upto_at=(None, "--series-upto"))
 
 
 def report_failure(steps, stream=None) -> None:
@@ -89,7 +99,8 @@ def print_plan(p, stream=None) -> None:
     t, s = p.tree, p.series
     rows = [("source", f"{t.tree_id} at {t.base[:12]} ({t.origin})"),
             ("series", "none" if s is None else
-             f"{len(s.patches)} patch(es), hash {s.hash}: {s.name}"),
+             f"{len(s.patches)} patch(es){f' ({s.prefix})' if s.prefix else ''}, "
+             f"hash {s.hash}: {s.name}"),
             ("fragments", ", ".join(f"{f.name} ({f.path})" for f in p.fragments)),
             ("config key", f"{p.config_key} (the fragments' content, not their names)"),
             ("build dir", str(p.build_dir)),

@@ -60,6 +60,8 @@ def reproducer(spec: BuildSpec, tree: ksource.SourceTree,
         argv += ["--linux-source"]
     for s in spec.series:
         argv += ["--series", s if kseries.is_range(s) else str(Path(s).expanduser().resolve())]
+    if spec.series_upto is not None:
+        argv += ["--series-upto", str(spec.series_upto)]
     names = ([f.path.stem if kconfig.in_fragments_dir(f.path) else str(f.path.resolve())
               for f in fragments] if fragments else list(spec.fragments))
     for f in names:
@@ -111,7 +113,8 @@ def plan(spec: BuildSpec) -> BuildPlan:
     tree = resolve_source(spec)
     fragments = tuple(kconfig.load_fragments(spec.fragments))
     series_repo = Path(tree.origin) if tree.kind == "git" else tree.repo
-    series = kseries.load_series(spec.series, series_repo)
+    series = kseries.load_series(spec.series, series_repo, upto=spec.series_upto,
+                                 upto_at=spec.upto_at)
     cc = default_cc()
     compiler, linker = compiler_version(cc), linker_version()
     config_key = kconfig.config_key(list(fragments))
@@ -139,8 +142,9 @@ def cached_outcome(p: BuildPlan) -> BuildOutcome | None:
     series = p.series
     return BuildOutcome(hit, [
         StepResult(Step.APPLY, StepState.OK,
-                   message="cached: " + (f"{len(series.patches)} patch(es)" if series
-                                         else "no series"),
+                   message="cached: " + (f"{len(series.patches)} patch(es)"
+                                         + (f" ({series.prefix})" if series.prefix else "")
+                                         if series else "no series"),
                    properties={"series_hash": series.hash} if series else {}),
         StepResult(Step.BUILD, StepState.OK,
                    message=f"cached: {meta.get('release', hit.release)}",
@@ -187,7 +191,8 @@ def _build_locked(p: BuildPlan, progress: bool) -> BuildOutcome:
     }
     if series:
         meta["series"] = {"hash": series.hash, "subjects": series.subjects,
-                          "sources": list(series.sources), "cover": series.cover}
+                          "sources": list(series.sources), "cover": series.cover,
+                          "upto": spec.series_upto, "of": series.of}
     meta_path = adir / "metadata.json"
     b.write_json(meta_path, meta)
     results: list[StepResult] = []
