@@ -21,35 +21,52 @@ import itertools
 from pathlib import Path
 
 from . import build as b
-from .config import BASE_TARGETS, Fragment, display_path, in_fragments_dir
+from ..errors import UserError
+from .config import (BASE_TARGETS, FRAGMENTS_DIR, Assignment, Fragment, display_path,
+                     in_fragments_dir, load_fragment)
 
-MAX_VARIANTS = 64      # 2 spellings per fragment: enough for 6 fragments
+MAX_VARIANTS = 64      # spellings per configuration tried, at most
 
-
-def _names(f: Fragment) -> list[str]:
-    """The names the old loader could have given this fragment's file: its
-    stem when it lives in kernels/fragments, else its path as displayed."""
-    out = [f.path.stem] if in_fragments_dir(f.path) else []
-    shown = display_path(f.path)
-    return out + [shown] if shown not in out else out
+# one way the old loader could have named a fragment: (name, its assignments)
+Spelling = tuple[str, tuple[Assignment, ...]]
 
 
-def fragments_hash(names: list[str] | tuple[str, ...], fragments: list[Fragment],
+def _spellings(f: Fragment) -> list[Spelling]:
+    """The names the old loader could have given this fragment: its stem when
+    it lives in kernels/fragments, its path as displayed, and the stem of any
+    file of kernels/fragments that asks for exactly the same (so a copy of
+    lab.config, or another checkout's, finds what `lab` built)."""
+    out: list[Spelling] = []
+    if in_fragments_dir(f.path):
+        out.append((f.path.stem, f.assignments))
+    out.append((display_path(f.path), f.assignments))
+    mine = {a.symbol: a.value for a in f.assignments}
+    for path in sorted(FRAGMENTS_DIR.glob("*.config")):
+        try:
+            other = load_fragment(str(path))
+        except UserError:
+            continue
+        if {a.symbol: a.value for a in other.assignments} == mine:
+            out.append((path.stem, other.assignments))
+    return list(dict.fromkeys(out))
+
+
+def fragments_hash(spelling: list[Spelling] | tuple[Spelling, ...],
                    base: tuple[str, ...] = BASE_TARGETS) -> str:
     """The v1 hash: the fragments' names and assignments, in order."""
     h = hashlib.sha256(("base:" + "+".join(base) + "\n").encode())
-    for name, f in zip(names, fragments):
+    for name, assignments in spelling:
         h.update(f"fragment {name}\n".encode())
-        h.update("\n".join(a.render() for a in f.assignments).encode() + b"\n")
+        h.update("\n".join(a.render() for a in assignments).encode() + b"\n")
     return h.hexdigest()[:16]
 
 
 def config_hashes(fragments: list[Fragment]) -> list[str]:
     """Every v1 hash these fragments (this content, in this order) could have
     had, whatever spelling named each of them; names before paths."""
-    spellings = list(itertools.islice(itertools.product(*map(_names, fragments)),
-                                      MAX_VARIANTS))
-    return list(dict.fromkeys(fragments_hash(s, fragments) for s in spellings))
+    spellings = itertools.islice(itertools.product(*map(_spellings, fragments)),
+                                 MAX_VARIANTS)
+    return list(dict.fromkeys(fragments_hash(s) for s in spellings))
 
 
 def artifact_key(base: str, series_hash: str, config_hash: str, compiler: str) -> str:

@@ -80,20 +80,33 @@ def fragment(tmp_path) -> str:
 def as_legacy_build_dir(p) -> Path:
     """Move p's build dir to the name the v1 key gave it, its config state
     written by the old code (so the first new build regenerates .config)."""
-    old_hash = legacy.fragments_hash([f.name for f in p.fragments], list(p.fragments))
+    old_hash = legacy.fragments_hash([(f.name, f.assignments) for f in p.fragments])
     old = kb.build_dir(p.tree.tree_id, old_hash)
     p.build_dir.rename(old)
     (old / ".lab-config.json").write_text(json.dumps({"inputs": "v1", "sha": "v1"}))
     return old
 
 
-def test_v1_hash_is_what_the_old_code_computed():
-    # kernels/fragments lab + debug, named by name: the build dir the issue measured
+def test_v1_keys_are_what_the_old_code_computed():
+    # golden values: lab at d7ae54c run on a fragment /tmp/f.config with this text
+    text = "CONFIG_B=y\n# c\nCONFIG_A=m\n# CONFIG_C is not set\n"
+    h = legacy.fragments_hash([("/tmp/f.config", kc.parse_fragment(text, "f.config"))])
+    assert h == "2daabb5decf32a7a"
+    assert legacy.artifact_key("c0ffee", "", h, "gcc 12") == "e513c05abe762c5b3d1d"
+
+
+def test_v1_hashes_of_every_spelling(tmp_path):
+    # kernels/fragments lab + debug named by name: the build dir the issue measured
+    # (the old code, run on these two files, gave this hash)
     frags = kc.load_fragments(["lab", "debug"])
-    assert legacy.fragments_hash(["lab", "debug"], frags) in legacy.config_hashes(frags)
+    by_name = legacy.fragments_hash([(f.name, f.assignments) for f in frags])
+    assert by_name in legacy.config_hashes(frags)
     by_path = kc.load_fragments([str(kc.FRAGMENTS_DIR / "lab.config"), "debug"])
     assert legacy.config_hashes(by_path) == legacy.config_hashes(frags)
     assert len(legacy.config_hashes(frags)) == 4      # {name, path} x {name, path}
+    # a copy elsewhere (another checkout's, or with comments of its own) finds it too
+    copies = [kc.load_fragment(copy_of(n, tmp_path / n)) for n in ("lab", "debug")]
+    assert by_name in legacy.config_hashes(copies)
 
 
 def test_a_warm_v1_build_dir_is_reused_not_rebuilt(tree, fragment):
@@ -118,7 +131,7 @@ def test_a_v1_artifact_is_a_cache_hit(tree, fragment, monkeypatch):
     spec = BuildSpec(tree=tree, fragments=(fragment,))
     first = build_kernel(spec, progress=False)
     p = plan(spec)
-    old_hash = legacy.fragments_hash([f.name for f in p.fragments], list(p.fragments))
+    old_hash = legacy.fragments_hash([(f.name, f.assignments) for f in p.fragments])
     old = kb.artifacts_root() / legacy.artifact_key(p.tree.base, "", old_hash, p.compiler)
     first.artifact_dir.rename(old)
     monkeypatch.setattr(kbuild.KBuild, "run", lambda *a, **kw: pytest.fail("make ran"))
