@@ -179,11 +179,11 @@ def available() -> list[str]:
 def load_fragment(name: str, *, file: str = "", field: str = "fragments") -> Fragment:
     """A fragment by name ('lab' -> kernels/fragments/lab.config) or by path."""
     p = Path(name).expanduser()
-    if not (p.suffix == ".config" or os.sep in name) or not p.exists():
+    if not (p.suffix == ".config" or os.sep in name) or not p.is_file():
         cand = FRAGMENTS_DIR / f"{name}.config"
         if cand.exists():
             p = cand
-        elif not p.exists():
+        elif not p.is_file():
             raise UserError(f"unknown config fragment '{name}' (valid: "
                             f"{', '.join(available())}, or a path to a .config fragment)",
                             file=file or None, field=field)

@@ -160,3 +160,12 @@ def test_unknown_symbol_is_a_user_error_with_line(kb, tmp_path):
     with pytest.raises(UserError, match="mine.config:2: CONFIG_NO_SUCH_THING") as e:
         kc.make_config(kb, [f])
     assert e.value.line == 2
+
+
+def test_a_name_is_not_a_directory_of_the_same_name(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "lab").mkdir()
+    assert kc.load_fragment("lab").path == kc.FRAGMENTS_DIR / "lab.config"
+    (tmp_path / "nope").mkdir()
+    with pytest.raises(UserError, match="unknown config fragment 'nope'"):
+        kc.load_fragment("nope")
