@@ -105,8 +105,8 @@ def print_plan(p, stream=None) -> None:
             ("config key", f"{p.config_key} (the fragments' content, not their names)"),
             ("build dir", str(p.build_dir)),
             ("", _DIR_STATE[p.build_dir_state.value]),
-            *([("", "made before build dirs were keyed by content: used as it is, "
-                    "under its old name")] if p.legacy_build_dir else []),
+            *([("", ("made before build dirs were keyed by content: used as it is, "
+                     "under its old name"))] if p.legacy_build_dir else []),
             ("artifact", str(hit.artifact_dir if hit else p.artifact_dir)),
             ("", "cached: nothing to build" if hit else "to build"),
             ("toolchain", f"{p.compiler}; {p.linker}"),

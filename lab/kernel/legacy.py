@@ -20,10 +20,17 @@ import hashlib
 import itertools
 from pathlib import Path
 
-from . import build as b
 from ..errors import UserError
-from .config import (BASE_TARGETS, FRAGMENTS_DIR, Assignment, Fragment, display_path,
-                     in_fragments_dir, load_fragment)
+from . import build as b
+from .config import (
+    BASE_TARGETS,
+    FRAGMENTS_DIR,
+    Assignment,
+    Fragment,
+    display_path,
+    in_fragments_dir,
+    load_fragment,
+)
 
 MAX_VARIANTS = 64      # spellings per configuration tried, at most
 

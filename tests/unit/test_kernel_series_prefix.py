@@ -133,8 +133,8 @@ def test_lab_build_series_upto_without_series(tree):
 
 
 def test_building_prefixes_one_after_another(tree, three, fragment):  # noqa: F811
-    spec = lambda n: BuildSpec(tree=tree, series=(str(three),), series_upto=n,  # noqa: E731
-                               fragments=(fragment,))
+    def spec(n: int) -> BuildSpec:
+        return BuildSpec(tree=tree, series=(str(three),), series_upto=n, fragments=(fragment,))
     one = build_kernel(spec(1), progress=False)
     assert one.ok, [s.details for s in one.steps]
     assert one.steps[0].message == "1 patch(es) applied (patches 1..1 of 3)"
