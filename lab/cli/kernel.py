@@ -10,7 +10,7 @@ from pathlib import Path
 from ..errors import EXIT_OK, EXIT_TESTS_FAILED, UserError
 from ..paths import PROJECT_ROOT
 from ..kernel.outcome import StepState
-from ..kernel.spec import DEFAULT_FRAGMENTS, BuildSpec
+from ..kernel.spec import DEFAULT_FRAGMENTS, BuildSpec, check_upto
 
 DEFAULT_JOBS = ("jobs/gup.yaml", "jobs/smoke.yaml")
 
@@ -23,6 +23,9 @@ def register(subparsers) -> None:
                     "3 bad input.")
     _source_args(p)
     p.add_argument("--no-progress", action="store_true", help="no live progress display")
+    p.add_argument("--dry-run", action="store_true",
+                   help="print the plan (commit, series, configuration key, build directory "
+                        "and whether it is warm, artifact and whether it is cached) and exit")
     p.set_defaults(func=build_handler)
 
     t = subparsers.add_parser(
@@ -47,6 +50,9 @@ def _source_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--series", action="append", default=[], metavar="S",
                    help="mbox, directory of patches, patch file or git range A..B; repeat "
                         "for a list of patch files (together one series)")
+    p.add_argument("--series-upto", metavar="N",
+                   help="apply only patches 1..N of the series, on purpose (e.g. to bisect "
+                        "inside it); without it a series with missing patches is refused")
     p.add_argument("--fragment", action="append", metavar="F",
                    help="config fragment: a name in kernels/fragments or a path "
                         f"(default: {' '.join(DEFAULT_FRAGMENTS)})")
@@ -55,10 +61,17 @@ def _source_args(p: argparse.ArgumentParser) -> None:
 def spec_from_args(args) -> BuildSpec:
     if getattr(args, "ref", None) and not getattr(args, "tree", None):
         raise UserError("--ref needs --tree", field="--ref")
+    upto = getattr(args, "series_upto", None)
+    if upto is not None:
+        if not args.series:
+            raise UserError("needs --series (it says how many of the series' patches to "
+                            "apply)", field="--series-upto")
+        upto = check_upto(upto, file=None, field="--series-upto")
     return BuildSpec(tree=args.tree, ref=args.ref,
                      linux_source=bool(getattr(args, "linux_source", False)),
                      series=tuple(args.series or ()),
-                     fragments=tuple(args.fragment) if args.fragment else DEFAULT_FRAGMENTS)
+                     fragments=tuple(args.fragment) if args.fragment else DEFAULT_FRAGMENTS,
+                     series_upto=upto, upto_at=(None, "--series-upto"))
 
 
 def report_failure(steps, stream=None) -> None:
@@ -70,8 +83,45 @@ def report_failure(steps, stream=None) -> None:
                 print(st.details, file=stream)
 
 
+_DIR_STATE = {
+    "warm": "warm: a finished build is there; make recompiles only what changed",
+    "partial": "partial: configured or half built (a build failed or was stopped); make "
+               "goes on from there",
+    "cold": "cold: the first build of this source and configuration",
+}
+
+
+def print_plan(p, stream=None) -> None:
+    """`lab build --dry-run`: what would be built, where, and what it costs."""
+    from ..kernel.api import cached_outcome, reproducer
+    stream = stream or sys.stdout
+    hit = cached_outcome(p)
+    t, s = p.tree, p.series
+    rows = [("source", f"{t.tree_id} at {t.base[:12]} ({t.origin})"),
+            ("series", "none" if s is None else
+             f"{len(s.patches)} patch(es){f' ({s.prefix})' if s.prefix else ''}, "
+             f"hash {s.hash}: {s.name}"),
+            ("fragments", ", ".join(f"{f.name} ({f.path})" for f in p.fragments)),
+            ("config key", f"{p.config_key} (the fragments' content, not their names)"),
+            ("build dir", str(p.build_dir)),
+            ("", _DIR_STATE[p.build_dir_state.value]),
+            *([("", ("made before build dirs were keyed by content: used as it is, "
+                     "under its old name"))] if p.legacy_build_dir else []),
+            ("artifact", str(hit.artifact_dir if hit else p.artifact_dir)),
+            ("", "cached: nothing to build" if hit else "to build"),
+            ("toolchain", f"{p.compiler}; {p.linker}"),
+            ("reproduce", reproducer(p.spec, t, p.fragments))]
+    if s is not None:
+        rows[2:2] = [("", subject) for subject in s.subjects]
+    for k, v in rows:
+        print(f"{k:11s}{v}", file=stream)
+
+
 def build_handler(args) -> int:
-    from ..kernel.api import build_kernel
+    from ..kernel.api import build_kernel, plan
+    if args.dry_run:
+        print_plan(plan(spec_from_args(args)))
+        return EXIT_OK
     outcome = build_kernel(spec_from_args(args), progress=not args.no_progress)
     if not outcome.ok:
         report_failure(outcome.steps)

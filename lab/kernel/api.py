@@ -10,6 +10,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import shlex
 import shutil
 import time
@@ -20,10 +21,11 @@ from pathlib import Path
 from ..errors import LabError
 from . import build as b
 from . import config as kconfig
+from . import legacy
 from . import series as kseries
 from . import source as ksource
 from .artifact import KernelArtifact
-from .kbuild import KBuild, compiler_version, default_cc
+from .kbuild import KBuild, compiler_version, default_cc, linker_version
 from .outcome import Step, StepResult, StepState
 from .spec import BuildSpec
 
@@ -47,7 +49,10 @@ def _step(step: Step, state: StepState, start: float, **kw) -> StepResult:
     return StepResult(step, state, time.monotonic() - start, **kw)
 
 
-def reproducer(spec: BuildSpec, tree: ksource.SourceTree) -> str:
+def reproducer(spec: BuildSpec, tree: ksource.SourceTree,
+               fragments: tuple[kconfig.Fragment, ...] | list[kconfig.Fragment] = ()) -> str:
+    """The `lab build` command line that builds this again, from any directory:
+    fragments of kernels/fragments by name, others by absolute path."""
     argv = ["lab", "build"]
     if spec.tree is not None:
         argv += ["--tree", tree.origin, "--ref", tree.base]
@@ -55,7 +60,11 @@ def reproducer(spec: BuildSpec, tree: ksource.SourceTree) -> str:
         argv += ["--linux-source"]
     for s in spec.series:
         argv += ["--series", s if kseries.is_range(s) else str(Path(s).expanduser().resolve())]
-    for f in spec.fragments:
+    if spec.series_upto is not None:
+        argv += ["--series-upto", str(spec.series_upto)]
+    names = ([f.path.stem if kconfig.in_fragments_dir(f.path) else str(f.path.resolve())
+              for f in fragments] if fragments else list(spec.fragments))
+    for f in names:
         argv += ["--fragment", f]
     return " ".join(shlex.quote(a) for a in argv)
 
@@ -68,7 +77,10 @@ def resolve_source(spec: BuildSpec) -> ksource.SourceTree:
 
 @dataclass(frozen=True)
 class BuildPlan:
-    """Everything known before any slow step: what to build and its cache key."""
+    """Everything known before any slow step: what to build, where, and its
+    cache key. The build directory is keyed by the source and the
+    configuration's content; the artifact by that, the commit, the series'
+    content and the toolchain. Neither depends on how a fragment was named."""
 
     spec: BuildSpec
     tree: ksource.SourceTree
@@ -76,43 +88,63 @@ class BuildPlan:
     fragments: tuple[kconfig.Fragment, ...]
     cc: str
     compiler: str
-    config_hash: str
+    linker: str
+    config_key: str
     key: str
+    build_dir: Path
+    legacy_build_dir: bool = False   # a build dir made before content keys (lab/kernel/legacy.py)
+
+    @property
+    def build_key(self) -> str:
+        return b.build_key(self.tree.tree_id, self.config_key)
 
     @property
     def artifact_dir(self) -> Path:
         return b.artifacts_root() / self.key
 
     @property
-    def build_dir(self) -> Path:
-        return b.build_dir(self.tree.tree_id, self.config_hash)
+    def build_dir_state(self) -> b.DirState:
+        return b.DirState.of(self.build_dir)
 
 
 def plan(spec: BuildSpec) -> BuildPlan:
-    """Resolve the source, parse the series and fragments, compute the key
-    (fast: no clone, no checkout, no make)."""
+    """Resolve the source, parse the series and fragments, compute the keys
+    (fast: no clone, no checkout, no make; a few stat() calls)."""
     tree = resolve_source(spec)
     fragments = tuple(kconfig.load_fragments(spec.fragments))
     series_repo = Path(tree.origin) if tree.kind == "git" else tree.repo
-    series = kseries.load_series(spec.series, series_repo)
+    series = kseries.load_series(spec.series, series_repo, upto=spec.series_upto,
+                                 upto_at=spec.upto_at)
     cc = default_cc()
-    compiler = compiler_version(cc)
-    config_hash = kconfig.fragments_hash(list(fragments))
-    key = b.artifact_key(tree.base, series.hash if series else "", config_hash, compiler)
-    return BuildPlan(spec, tree, series, fragments, cc, compiler, config_hash, key)
+    compiler, linker = compiler_version(cc), linker_version()
+    config_key = kconfig.config_key(list(fragments))
+    key = b.artifact_key(b.build_key(tree.tree_id, config_key), tree.base,
+                         series.hash if series else "", f"{compiler}\n{linker}")
+    bdir, old = b.build_dir(tree.tree_id, config_key), False
+    if not bdir.exists():
+        found = legacy.build_dir(tree.tree_id, list(fragments))
+        if found is not None:
+            bdir, old = found, True
+    return BuildPlan(spec, tree, series, fragments, cc, compiler, linker, config_key, key,
+                     bdir, old)
 
 
 def cached_outcome(p: BuildPlan) -> BuildOutcome | None:
     adir = p.artifact_dir
     hit = b.cached_artifact(adir)
     if hit is None:
+        adir = legacy.artifact(p.tree.base, p.series.hash if p.series else "",
+                               list(p.fragments), p.compiler)
+        hit = b.cached_artifact(adir) if adir is not None else None
+    if hit is None:
         return None
     meta = b.read_json(adir / "metadata.json")
     series = p.series
     return BuildOutcome(hit, [
         StepResult(Step.APPLY, StepState.OK,
-                   message="cached: " + (f"{len(series.patches)} patch(es)" if series
-                                         else "no series"),
+                   message="cached: " + (f"{len(series.patches)} patch(es)"
+                                         + (f" ({series.prefix})" if series.prefix else "")
+                                         if series else "no series"),
                    properties={"series_hash": series.hash} if series else {}),
         StepResult(Step.BUILD, StepState.OK,
                    message=f"cached: {meta.get('release', hit.release)}",
@@ -137,7 +169,7 @@ def build_kernel(spec: BuildSpec, *, progress: bool = True,
 
 def _build_locked(p: BuildPlan, progress: bool) -> BuildOutcome:
     spec, tree, series, fragments = p.spec, p.tree, p.series, list(p.fragments)
-    compiler, cc, config_hash, key = p.compiler, p.cc, p.config_hash, p.key
+    compiler, cc, key = p.compiler, p.cc, p.key
     adir = p.artifact_dir
     if adir.exists():
         shutil.rmtree(adir)
@@ -149,13 +181,18 @@ def _build_locked(p: BuildPlan, progress: bool) -> BuildOutcome:
         "source": {"kind": tree.kind, "origin": tree.origin, "ref": tree.ref,
                    "tree_id": tree.tree_id},
         "commit": tree.base, "series": None, "fragments": [f.name for f in fragments],
-        "config_hash": config_hash, "compiler": compiler, "cc": cc, "jobs": kb.jobs,
+        "fragment_files": [{"name": f.name, "path": str(f.path.resolve()),
+                            "sha256": hashlib.sha256(f.text.encode()).hexdigest()}
+                           for f in fragments],
+        "config_key": p.config_key, "build_key": p.build_key,
+        "compiler": compiler, "linker": p.linker, "cc": cc, "jobs": kb.jobs,
         "build_dir": str(bdir), "repository": str(tree.repo),
-        "reproduce": {"lab": reproducer(spec, tree)},
+        "reproduce": {"lab": reproducer(spec, tree, fragments)},
     }
     if series:
         meta["series"] = {"hash": series.hash, "subjects": series.subjects,
-                          "sources": list(series.sources), "cover": series.cover}
+                          "sources": list(series.sources), "cover": series.cover,
+                          "upto": spec.series_upto, "of": series.of}
     meta_path = adir / "metadata.json"
     b.write_json(meta_path, meta)
     results: list[StepResult] = []

@@ -19,6 +19,7 @@ import sys
 import threading
 import time
 from dataclasses import dataclass, field
+from enum import Enum
 from pathlib import Path
 
 from .. import proc
@@ -39,9 +40,17 @@ _ERROR_LINE = re.compile(
 
 # --- keys and places ------------------------------------------------------
 
-def artifact_key(base: str, series_hash: str, config_hash: str, compiler: str) -> str:
-    h = hashlib.sha256("\n".join(["lab-kernel-v1", base, series_hash or "-", config_hash,
-                                  compiler]).encode())
+def build_key(tree_id: str, config_key: str) -> str:
+    """A build directory's identity: the source and the configuration's
+    content (config.config_key), never how its fragments were named."""
+    return f"{tree_id}-{config_key}"
+
+
+def artifact_key(build_key: str, commit: str, series_hash: str, toolchain: str) -> str:
+    """An artifact's identity: its build directory's key, the base commit, the
+    series' content and the toolchain (compiler and linker versions)."""
+    h = hashlib.sha256("\n".join(["lab-kernel-v2", build_key, commit, series_hash or "-",
+                                  toolchain]).encode())
     return h.hexdigest()[:20]
 
 
@@ -51,8 +60,21 @@ def artifacts_root() -> Path:
     return p
 
 
-def build_dir(tree_id: str, config_hash: str) -> Path:
-    return cache_dir() / "kbuild" / f"{tree_id}-{config_hash}"
+def build_dir(tree_id: str, config_key: str) -> Path:
+    return cache_dir() / "kbuild" / build_key(tree_id, config_key)
+
+
+class DirState(str, Enum):
+    """What a build directory holds, so what its next build costs."""
+    WARM = "warm"          # a finished build: the next make recompiles what changed
+    PARTIAL = "partial"    # configured or half built (a build failed or was stopped)
+    COLD = "cold"          # absent: the first build of this source and configuration
+
+    @classmethod
+    def of(cls, bdir: Path) -> "DirState":
+        if (bdir / "vmlinux").exists():
+            return cls.WARM
+        return cls.PARTIAL if bdir.is_dir() else cls.COLD
 
 
 def write_json(path: Path, data: dict) -> None:

@@ -152,12 +152,22 @@ def unknown_symbols(fragments: list[Fragment], known: set[str]) -> list[Assignme
     return [a for f in fragments for a in f.assignments if a.symbol not in known]
 
 
-def fragments_hash(fragments: list[Fragment], base: tuple[str, ...] = BASE_TARGETS) -> str:
-    h = hashlib.sha256(("base:" + "+".join(base) + "\n").encode())
-    for f in fragments:
-        h.update(f"fragment {f.name}\n".encode())
-        h.update("\n".join(a.render() for a in f.assignments).encode() + b"\n")
-    return h.hexdigest()[:16]
+def canonical(fragments: list[Fragment], base: tuple[str, ...] = BASE_TARGETS) -> str:
+    """What a configuration is, independent of how its fragments were named or
+    where their files live: the base targets, then every symbol the fragments
+    ask for with the value that wins (a later fragment overrides an earlier
+    one), sorted by symbol. Fragment order matters only where two fragments
+    set one symbol differently, which is exactly where it changes the .config;
+    comments, blank lines and restated values do not count."""
+    lines = ["base " + "+".join(base)]
+    lines += [f"CONFIG_{sym}={a.value}" for sym, a in sorted(effective(fragments).items())]
+    return "\n".join(lines) + "\n"
+
+
+def config_key(fragments: list[Fragment], base: tuple[str, ...] = BASE_TARGETS) -> str:
+    """The configuration's identity: a hash of `canonical` (pure, reads no file)."""
+    return hashlib.sha256(b"lab-config-v2\n" + canonical(fragments, base).encode()
+                          ).hexdigest()[:16]
 
 
 # --- fragments on disk -----------------------------------------------------
@@ -169,11 +179,11 @@ def available() -> list[str]:
 def load_fragment(name: str, *, file: str = "", field: str = "fragments") -> Fragment:
     """A fragment by name ('lab' -> kernels/fragments/lab.config) or by path."""
     p = Path(name).expanduser()
-    if not (p.suffix == ".config" or os.sep in name) or not p.exists():
+    if not (p.suffix == ".config" or os.sep in name) or not p.is_file():
         cand = FRAGMENTS_DIR / f"{name}.config"
         if cand.exists():
             p = cand
-        elif not p.exists():
+        elif not p.is_file():
             raise UserError(f"unknown config fragment '{name}' (valid: "
                             f"{', '.join(available())}, or a path to a .config fragment)",
                             file=file or None, field=field)
@@ -182,16 +192,21 @@ def load_fragment(name: str, *, file: str = "", field: str = "fragments") -> Fra
     except OSError as e:
         raise UserError(f"cannot read config fragment {p}: {e.strerror}",
                         file=file or None, field=field) from e
-    shown = _display(p)
-    return Fragment(name=p.stem if p.parent == FRAGMENTS_DIR else shown, path=p, text=text,
+    shown = display_path(p)
+    return Fragment(name=p.stem if in_fragments_dir(p) else shown, path=p, text=text,
                     assignments=parse_fragment(text, shown))
+
+
+def in_fragments_dir(p: Path) -> bool:
+    """A file of kernels/fragments, however the path to it was spelled."""
+    return p.resolve().parent == FRAGMENTS_DIR.resolve()
 
 
 def load_fragments(names: tuple[str, ...] | list[str], **kw) -> list[Fragment]:
     return [load_fragment(n, **kw) for n in names]
 
 
-def _display(p: Path) -> str:
+def display_path(p: Path) -> str:
     try:
         return str(p.resolve().relative_to(PROJECT_ROOT))
     except ValueError:
@@ -219,7 +234,7 @@ def config_inputs_key(srctree: Path, fragments: list[Fragment]) -> str:
     regenerated and its mtime stays put."""
     from .source import git
     r = git(srctree, "ls-tree", "-r", "HEAD", check=False)
-    h = hashlib.sha256(fragments_hash(fragments).encode())
+    h = hashlib.sha256(config_key(fragments).encode())
     for line in r.stdout.splitlines():
         meta, _, path = line.partition("\t")
         name = path.rsplit("/", 1)[-1]

@@ -76,3 +76,9 @@ class KBuild:
 
 def shell_line(argv: list[str]) -> str:
     return " ".join(shlex.quote(a) for a in argv)
+
+
+def linker_version() -> str:
+    """First line of `ld --version`: binutils also shapes the binary."""
+    r = proc.run(["ld", "--version"], timeout=60)
+    return r.stdout.splitlines()[0].strip() if r.ok and r.stdout else "ld"

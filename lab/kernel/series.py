@@ -3,7 +3,9 @@
 A series comes from an mbox file, a directory of `git format-patch` files,
 a list of patch files, or a git range (`base..tip` in the source repository).
 Its patches are ordered by the `n/m` of their subjects (`[PATCH v5 2/3] ...`);
-a cover letter (0/m) is dropped; missing and duplicate patches are errors.
+a cover letter (0/m) is dropped; missing and duplicate patches are errors,
+unless a prefix is asked for on purpose (`upto`: patches 1..N of the series,
+as bisecting inside a series needs; the later ones may then be absent).
 A series is identified by a hash of its patches (subject and diff), not by a
 file name, so a resend with new dates is the same series.
 
@@ -19,7 +21,7 @@ import hashlib
 import re
 import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from ..errors import UserError
@@ -59,10 +61,18 @@ class Series:
     sources: tuple[str, ...]
     hash: str
     cover: str = ""      # the cover letter's title, if any
+    of: int = 0          # the whole series' length when `patches` is a prefix of it
 
     @property
     def subjects(self) -> list[str]:
         return [p.label for p in self.patches]
+
+    @property
+    def prefix(self) -> str:
+        """'patches 1..2 of 4' when only a prefix is applied, else ''."""
+        if self.of > len(self.patches):
+            return f"patches 1..{len(self.patches)} of {self.of}"
+        return ""
 
     @property
     def name(self) -> str:
@@ -136,8 +146,14 @@ def series_hash(patches: list[Patch] | tuple[Patch, ...]) -> str:
     return h.hexdigest()[:16]
 
 
-def check(patches: list[Patch], covers: list[tuple[str, str]], where: str) -> Series:
-    """Order by n/m, refuse missing or duplicate patches or mixed versions."""
+def check(patches: list[Patch], covers: list[tuple[str, str]], where: str, *,
+          upto: int | None = None,
+          upto_at: tuple[str | None, str] = (None, "series_upto")) -> Series:
+    """Order by n/m, refuse missing or duplicate patches or mixed versions.
+
+    With `upto` N only patches 1..N are the series (and must all be there);
+    `upto_at` is the (file, field) that gave N, for the error when N is out
+    of range."""
     if not patches:
         raise UserError("holds no patch (no message with a diff)", file=where)
     versions = sorted({p.version for p in patches})
@@ -155,6 +171,8 @@ def check(patches: list[Patch], covers: list[tuple[str, str]], where: str) -> Se
             raise UserError("patches belong to series of different lengths (" +
                             ", ".join(f"n/{t}" for t in totals) + ")", file=where)
         total = totals[0]
+        _check_upto(upto, total, where, upto_at)
+        want = upto or total
         seen: dict[int, Patch] = {}
         problems = []
         for p in numbered:
@@ -165,13 +183,16 @@ def check(patches: list[Patch], covers: list[tuple[str, str]], where: str) -> Se
                 problems.append(f"patch number {p.number}/{total} out of range ({p.origin})")
             else:
                 seen[p.number] = p
-        missing = [n for n in range(1, total + 1) if n not in seen]
+        missing = [n for n in range(1, want + 1) if n not in seen]
         if missing:
-            problems.append("missing patch(es) " + ", ".join(f"{n}/{total}" for n in missing))
+            problems.append("missing patch(es) " + ", ".join(f"{n}/{total}" for n in missing)
+                            + _missing_hint(missing[0] - 1, total, upto))
         if problems:
             raise UserError("; ".join(problems), file=where)
-        ordered = [seen[n] for n in range(1, total + 1)]
+        ordered = [seen[n] for n in range(1, want + 1)]
     else:
+        total = len(patches)
+        _check_upto(upto, total, where, upto_at)
         ordered = list(patches)
         byhash: dict[bytes, Patch] = {}
         for p in ordered:
@@ -180,11 +201,33 @@ def check(patches: list[Patch], covers: list[tuple[str, str]], where: str) -> Se
                 raise UserError(f"duplicate patch: '{p.title}' ({p.origin}) has the same diff "
                                 f"as '{byhash[k].title}' ({byhash[k].origin})", file=where)
             byhash[k] = p
+        ordered = ordered[:upto or total]
     cover = covers[0][0] if covers else ""
-    return Series(patches=tuple(ordered), sources=(), hash=series_hash(ordered), cover=cover)
+    return Series(patches=tuple(ordered), sources=(), hash=series_hash(ordered), cover=cover,
+                  of=total)
 
 
-def parse_messages(messages: list[tuple[bytes, str]], where: str) -> Series:
+def _check_upto(upto: int | None, total: int, where: str,
+                at: tuple[str | None, str]) -> None:
+    if upto is not None and not 1 <= upto <= total:
+        file, field = at
+        raise UserError(f"is {upto}, but the series ({where}) has {total} patch(es); "
+                        f"valid: 1..{total} (apply patches 1..N of it)", file=file,
+                        field=field)
+
+
+def _missing_hint(have: int, total: int, upto: int | None) -> str:
+    """How to say 'this prefix on purpose', when patches 1..have are there."""
+    if upto is not None:
+        return f" (patches 1..{upto} were asked for, so each of them must be there)"
+    if have < 1:
+        return ""
+    return (f" (to apply only patches 1..{have} of {total} on purpose, e.g. to bisect inside "
+            f"the series: --series-upto {have}, or series_upto: {have} in a job's build "
+            "block)")
+
+
+def parse_messages(messages: list[tuple[bytes, str]], where: str, **upto) -> Series:
     patches, covers = [], []
     for raw, origin in messages:
         p = parse_message(raw, origin)
@@ -196,7 +239,7 @@ def parse_messages(messages: list[tuple[bytes, str]], where: str) -> Series:
             title, number, _, _, _ = parse_subject(subj)
             if number == 0 or subj:
                 covers.append((title, origin))
-    return check(patches, covers, where)
+    return check(patches, covers, where, **upto)
 
 
 # --- reading series ---------------------------------------------------------
@@ -248,9 +291,11 @@ def messages_of(entry: str, repo: Path | None, *, file: str = "",
 
 
 def load_series(entries: tuple[str, ...] | list[str], repo: Path | None = None, *,
-                file: str = "", field: str = "series") -> Series | None:
+                file: str = "", field: str = "series", upto: int | None = None,
+                upto_at: tuple[str | None, str] = (None, "series_upto")) -> Series | None:
     """All entries together form one series (a list of patch files, an mbox,
-    a directory, a range); None when there are none."""
+    a directory, a range); None when there are none. With `upto` N, patches
+    1..N of it (see `check`)."""
     if not entries:
         return None
     messages = []
@@ -262,8 +307,8 @@ def load_series(entries: tuple[str, ...] | list[str], repo: Path | None = None, 
                             file=file or e, field=field if file else None)
         messages.extend(got)
     where = file or (entries[0] if len(entries) == 1 else ", ".join(entries))
-    s = parse_messages(messages, where)
-    return Series(patches=s.patches, sources=tuple(entries), hash=s.hash, cover=s.cover)
+    s = parse_messages(messages, where, upto=upto, upto_at=upto_at)
+    return replace(s, sources=tuple(entries))
 
 
 # --- applying ---------------------------------------------------------------
@@ -287,13 +332,17 @@ def apply_series(repo: Path, base: str, series: Series | None) -> tuple[StepResu
         return StepResult(Step.APPLY, StepState.OK, time.monotonic() - start,
                           message="no series: base tree"), base
     props = {"series_hash": series.hash, "patches": str(len(series.patches))}
+    if series.prefix:
+        props["series_prefix"] = series.prefix
+    applied = f"{len(series.patches)} patch(es) applied" + (f" ({series.prefix})"
+                                                             if series.prefix else "")
     ref = applied_ref(base, series)
     r = source.git(repo, "rev-parse", "--verify", "--quiet", ref, check=False)
     if r.ok and r.stdout.strip():
         commit = r.stdout.strip()
         source.checkout(repo, commit)
         return StepResult(Step.APPLY, StepState.OK, time.monotonic() - start,
-                          message=f"{len(series.patches)} patch(es) applied (recorded)",
+                          message=f"{applied} (recorded)",
                           output="\n".join(series.subjects), properties=props), commit
     source.checkout(repo, base)
     with tempfile.TemporaryDirectory(prefix="lab-series-") as td:
@@ -306,7 +355,7 @@ def apply_series(repo: Path, base: str, series: Series | None) -> tuple[StepResu
             commit = source.head(repo)
             source.git(repo, "update-ref", ref, commit)
             return StepResult(Step.APPLY, StepState.OK, time.monotonic() - start,
-                              message=f"{len(series.patches)} patch(es) applied",
+                              message=applied,
                               output="\n".join(series.subjects), properties=props), commit
         am_out = (r.stdout + r.stderr).strip()
         m = _FAILED_AT.search(am_out)
@@ -323,8 +372,8 @@ def apply_series(repo: Path, base: str, series: Series | None) -> tuple[StepResu
     details = (f"{failed.label} ({failed.origin}) does not apply to {base[:12]}\n\n"
                f"failed hunks:\n{hunks}\n\ngit am said:\n{_am_report(am_out)}")
     return StepResult(Step.APPLY, StepState.FAILED, time.monotonic() - start,
-                      message=f"patch {idx + 1}/{len(series.patches)} does not apply: "
-                              f"{failed.label}",
+                      message=f"patch {idx + 1}/{series.of or len(series.patches)} does not "
+                              f"apply: {failed.label}",
                       details=details, properties=props), ""
 
 

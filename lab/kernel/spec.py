@@ -4,11 +4,12 @@ a patch series and config fragments. Validated from a job-file block:
     build: {tree: ~/linux, ref: v6.1, series: kernels/series/gup.mbox,
             fragments: [lab, debug]}
     build: {linux_source: true, fragments: [lab]}
+    build: {linux_source: true, series: outgoing/, series_upto: 2}   # patches 1..2 only
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field as dc_field
 from pathlib import Path
 
 from .. import validate
@@ -20,6 +21,8 @@ _KEYS = {
     "ref": "branch, tag or commit of that repository (default HEAD)",
     "linux_source": "true: build Debian's linux-source tarball",
     "series": "mbox, directory of patches, patch file, git range A..B, or a list of these",
+    "series_upto": "N: apply only patches 1..N of the series, on purpose (e.g. to bisect "
+                   "inside it); the later ones may be absent",
     "fragments": "list of config fragments: names in kernels/fragments or paths",
 }
 
@@ -31,6 +34,10 @@ class BuildSpec:
     linux_source: bool = False
     series: tuple[str, ...] = ()
     fragments: tuple[str, ...] = DEFAULT_FRAGMENTS
+    series_upto: int | None = None
+    # where series_upto was given (file or None, field), for its range error;
+    # not part of the spec's identity
+    upto_at: tuple[str | None, str] = dc_field(default=(None, "series_upto"), compare=False)
 
     def __post_init__(self):
         if self.tree is not None and self.linux_source:
@@ -41,6 +48,11 @@ class BuildSpec:
         if self.ref is not None and self.tree is None:
             raise UserError("ref needs tree (the linux-source tarball has no refs)",
                             field="ref")
+        if self.series_upto is not None:
+            if not self.series:
+                raise UserError("series_upto needs a series (it says how many of its "
+                                "patches to apply)", field="series_upto")
+            check_upto(self.series_upto, file=None, field="series_upto")
 
     @classmethod
     def from_dict(cls, d: dict, *, file: str, field: str) -> "BuildSpec":
@@ -70,6 +82,9 @@ class BuildSpec:
         if not isinstance(ls, bool):
             raise UserError("must be true or false", file=file, field=sub("linux_source"))
         series = _str_list(d.get("series"), file, sub("series"))
+        upto = d.get("series_upto")
+        if upto is not None:
+            check_upto(upto, file=file, field=sub("series_upto"))
         base = Path(file).parent if file else Path(".")
         fragments = (fragment_list(d["fragments"], file=file, field=sub("fragments"),
                                    base=base) if "fragments" in d else ())
@@ -78,7 +93,8 @@ class BuildSpec:
                        for s in series)
         try:
             return cls(tree=tree_path, ref=ref, linux_source=ls, series=series,
-                       fragments=fragments or DEFAULT_FRAGMENTS)
+                       fragments=fragments or DEFAULT_FRAGMENTS, series_upto=upto,
+                       upto_at=(file or None, sub("series_upto")))
         except UserError as e:
             raise UserError(str(e).split(": ", 1)[-1], file=file,
                             field=f"{field}.{e.field}" if e.field else field) from None
@@ -86,7 +102,20 @@ class BuildSpec:
     def describe(self) -> str:
         src = f"{self.tree}@{self.ref or 'HEAD'}" if self.tree else "linux-source"
         s = f" + {', '.join(self.series)}" if self.series else ""
+        if self.series_upto is not None:
+            s += f" (patches 1..{self.series_upto})"
         return f"{src}{s} [{', '.join(self.fragments)}]"
+
+
+def check_upto(value, *, file: str | None, field: str) -> int:
+    """series_upto / --series-upto: a whole number from 1 (the series' length,
+    the upper bound, is checked when the series is read)."""
+    if isinstance(value, str) and value.strip().isdigit():
+        value = int(value)
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise UserError(f"must be a whole number N >= 1, got {value!r} (valid: 1..the number "
+                        "of patches in the series: apply patches 1..N)", file=file, field=field)
+    return value
 
 
 def fragment_list(raw, *, file: str, field: str, base: Path) -> tuple[str, ...]:

@@ -86,9 +86,11 @@ def test_cache_key_changes_with_series_config_commit(tree, fragment, tmp_path):
     other.write_text(Path(fragment).read_text() + "CONFIG_LOCALVERSION=\"-x\"\n")
     o2 = build_kernel(BuildSpec(tree=tree, fragments=(str(other),)), progress=False)
     assert o2.build_dir != base.build_dir and o2.artifact.release == "6.1.0-fake-x"
-    a = kb.artifact_key("c1", "s", "h", "gcc 12")
-    assert len({a, kb.artifact_key("c2", "s", "h", "gcc 12"),
-                kb.artifact_key("c1", "s", "h", "gcc 13")}) == 3
+    a = kb.artifact_key("t-k", "c1", "s", "gcc 12")
+    assert len({a, kb.artifact_key("t-k", "c2", "s", "gcc 12"),
+                kb.artifact_key("t-k", "c1", "s", "gcc 13"),
+                kb.artifact_key("t-k2", "c1", "s", "gcc 12"),
+                kb.artifact_key("t-k", "c1", "s2", "gcc 12")}) == 5
 
 
 def test_one_patch_is_an_incremental_build(tree, fragment, tmp_path):
@@ -142,7 +144,8 @@ def test_metadata_is_written_before_make(tree, fragment, monkeypatch):
         return real(k, **kw)
     monkeypatch.setattr(kb, "run_make", spy)
     build_kernel(BuildSpec(tree=tree, fragments=(fragment,)), progress=False)
-    assert seen["state"] == "building" and seen["config_hash"]
+    assert seen["state"] == "building" and seen["config_key"] and seen["build_key"]
+    assert seen["fragment_files"][0]["path"] == str(Path(fragment).resolve())
 
 
 def test_error_lines():

@@ -80,10 +80,40 @@ def test_unknown_fragment_lists_valid_ones():
         kc.load_fragment("nope")
 
 
-def test_fragments_hash_depends_on_content_not_comments():
-    a = kc.fragments_hash([frag("CONFIG_A=y\n")])
-    assert kc.fragments_hash([frag("# comment\nCONFIG_A=y\n")]) == a
-    assert kc.fragments_hash([frag("CONFIG_A=m\n")]) != a
+def test_config_key_depends_on_content_not_comments_or_names():
+    a = kc.config_key([frag("CONFIG_A=y\n")])
+    assert kc.config_key([frag("# comment\nCONFIG_A=y\n")]) == a
+    assert kc.config_key([frag("CONFIG_A=y\n", name="other")]) == a
+    assert kc.config_key([frag("CONFIG_A=y\n\nCONFIG_A=y\n")]) == a
+    assert kc.config_key([frag("CONFIG_A=m\n")]) != a
+    assert kc.config_key([frag("CONFIG_A=y\n")], base=("defconfig",)) != a
+
+
+def test_config_key_fragment_order_only_where_it_changes_the_result():
+    a, b = frag("CONFIG_A=y\n", "a"), frag("CONFIG_B=y\n", "b")
+    assert kc.config_key([a, b]) == kc.config_key([b, a])
+    # one fragment split in two, or the two merged into one: the same request
+    assert kc.config_key([a, b]) == kc.config_key([frag("CONFIG_B=y\nCONFIG_A=y\n")])
+    on, off = frag("CONFIG_A=y\n", "on"), frag("# CONFIG_A is not set\n", "off")
+    assert kc.config_key([on, off]) != kc.config_key([off, on])     # the later one wins
+    assert kc.config_key([on, off]) == kc.config_key([frag("CONFIG_A=n\n")])
+    assert kc.canonical([on, off]).splitlines() == ["base defconfig+kvm_guest.config",
+                                                    "CONFIG_A=n"]
+
+
+def test_fragment_by_name_path_or_copy_has_one_key(tmp_path, monkeypatch):
+    monkeypatch.chdir(kc.FRAGMENTS_DIR.parent.parent)
+    copy = tmp_path / "elsewhere" / "my-lab.config"
+    copy.parent.mkdir()
+    copy.write_text("# a copy, with a comment of its own\n" + (kc.FRAGMENTS_DIR / "lab.config")
+                    .read_text())
+    spellings = [["lab", "debug"], ["kernels/fragments/lab.config", "debug"],
+                 [str(kc.FRAGMENTS_DIR / "lab.config"), str(kc.FRAGMENTS_DIR / "debug.config")],
+                 [str(copy), "debug"]]
+    loaded = [kc.load_fragments(s) for s in spellings]
+    assert len({kc.config_key(f) for f in loaded}) == 1
+    assert [f.name for f in loaded[1]] == ["lab", "debug"]      # displayed by name
+    assert kc.config_key(kc.load_fragments(["lab"])) != kc.config_key(loaded[0])
 
 
 # --- against the fake kbuild tree -------------------------------------------
@@ -130,3 +160,12 @@ def test_unknown_symbol_is_a_user_error_with_line(kb, tmp_path):
     with pytest.raises(UserError, match="mine.config:2: CONFIG_NO_SUCH_THING") as e:
         kc.make_config(kb, [f])
     assert e.value.line == 2
+
+
+def test_a_name_is_not_a_directory_of_the_same_name(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "lab").mkdir()
+    assert kc.load_fragment("lab").path == kc.FRAGMENTS_DIR / "lab.config"
+    (tmp_path / "nope").mkdir()
+    with pytest.raises(UserError, match="unknown config fragment 'nope'"):
+        kc.load_fragment("nope")
