@@ -604,11 +604,12 @@ def _run_workload(i, entry, machine, kernel, out: Path, store: RunStore, suite: 
         survivors = scope.tasks()
         deadlocked = [c for c in cases if c.kind in (CaseKind.DEADLOCK, CaseKind.PANIC,
                                                      CaseKind.UNREACHABLE)]
+        reasons = [f"{deadlocked[0].name} ended in a {deadlocked[0].kind}"] if deadlocked else []
         if survivors:
-            after, why = After.REBOOT, (f"{entry.case} left process(es) that cannot be ended: "
-                                        + ", ".join(t.show() for t in survivors.values()))
-        elif deadlocked:
-            after, why = After.REBOOT, f"{entry.case} ended in a {deadlocked[0].kind}"
+            reasons.append(f"{entry.case} left process(es) that cannot be ended: "
+                           + ", ".join(t.show() for t in survivors.values()))
+        if reasons:
+            after, why = After.REBOOT, "; ".join(reasons)
         else:
             scope.remove()
     except (CommandTimeout, GuestUnreachable, InfraError) as e:

@@ -338,3 +338,24 @@ def test_a_guest_qemu_paused_is_an_infrastructure_error_not_a_kernel_bug(
     assert [(c["name"], c["kind"]) for c in got] == [("two", "infra")]
     assert "no space left on device" in got[0]["message"]
     assert ("three", "skipped", "not-run") in cases(s)
+
+
+def test_a_workload_failing_inside_lab_is_its_error_and_the_rest_still_run(
+        tmp_path, fake_lab, monkeypatch):
+    """An SFTP upload failing (OSError: Failure, as when a stuck helper kept
+    its file busy) or any other exception inside a workload is that
+    workload's error case with the traceback; the run goes on and finishes."""
+    from lab.workloads.shell import Shell
+    real = Shell.run
+
+    def run_or_fail(self, ctx):
+        if self.opts["case"] == "two":
+            raise OSError("Failure")
+        return real(self, ctx)
+    monkeypatch.setattr(Shell, "run", run_or_fail)
+    code, s = run(single(tmp_path), tmp_path)
+    assert s["state"] == "finished" and code == 2
+    [two] = [c for c in s["suites"][0]["cases"] if c["name"] == "two"]
+    assert (two["status"], two["kind"]) == ("error", "infra")
+    assert two["message"] == "OSError: Failure"
+    assert ("three", "passed", "") in cases(s)
