@@ -265,15 +265,15 @@ machine: {{cpus: 1, memory_mb: 512}}
 kernels:
   base: {{artifact: {base}}}
   series: {{artifact: {series}, baseline: base}}
-workloads: [{{shell: {{command: "work", case: w}}}}]
+workloads: {workloads}
 """
 
 
-def baseline_job(tmp_path):
+def baseline_job(tmp_path, workloads='[{shell: {command: "work", case: w}}]'):
     base = make_artifact(tmp_path / "base", "6.1-base")
     series = make_artifact(tmp_path / "series", "6.1-series")
     p = tmp_path / "bl.yaml"
-    p.write_text(BASELINE.format(base=base, series=series))
+    p.write_text(BASELINE.format(base=base, series=series, workloads=workloads))
     return load_job(p)
 
 
@@ -344,9 +344,9 @@ PERFTEST = (" #bytes     #iterations    BW peak[MB/sec]    BW average[MB/sec]   
             " 65536      1520             0.00               31.62             0.000506\n")
 
 
-def slow_fsync_guest(fake_lab, tmp_path, monkeypatch, max_fsync_ms):
+def slow_fsync_guest(fake_lab, tmp_path, monkeypatch, max_fsync_ms) -> FakeScript:
     """The rdma workload on a fake guest whose fsync loop (pinstress)
-    reports its worst fsync of the MR file."""
+    reports its worst fsync of the MR file (the script is also returned)."""
     import lab.workloads.helpers
     from lab.proc import Result
     helper = tmp_path / "pinstress"
@@ -364,6 +364,7 @@ def slow_fsync_guest(fake_lab, tmp_path, monkeypatch, max_fsync_ms):
         (r"cat \S+/(client|server)\.out$", ok(PERFTEST)),
         (r"cat \S+/fsync\.out$", ok(fsync + "\n")),
         (r"cat \S+\.rc 2>/dev/null", ok("0\n"))])
+    return fake_lab.script
 
 
 def test_a_slow_fsync_under_the_hung_task_timeout_is_a_failed_stall(tmp_path, fake_lab,
@@ -397,3 +398,27 @@ def test_the_jobs_stall_threshold_is_the_bound(tmp_path, fake_lab, monkeypatch):
     slow_fsync_guest(fake_lab, tmp_path, monkeypatch, 68.9)
     code, s = run(single(tmp_path, workloads="\n  - rdma: {targets: [ext4]}\n"), tmp_path)
     assert code == 0 and not [c for c in cases(s) if c[2] == "stall"]
+
+
+def test_a_latency_far_above_the_baselines_fails_the_series_in_junit(tmp_path, fake_lab,
+                                                                     monkeypatch):
+    """Under the stall bound, but 22x the baseline kernel's: the series
+    cell gets a failed stall testcase from the baseline comparison (junit
+    and summary.json, exit 1); the baseline cell does not."""
+    import xml.etree.ElementTree as ET
+    base = slow_fsync_guest(fake_lab, tmp_path, monkeypatch, 40.0)
+    series = slow_fsync_guest(fake_lab, tmp_path, monkeypatch, 900.0)
+    fake_lab.scripts = {"6.1-base": base, "6.1-series": series}
+    job = baseline_job(tmp_path, workloads="[{rdma: {targets: [ext4]}}]")
+    code, s = run(job, tmp_path)
+    assert code == 1 and s["exit_code"] == 1
+    by_cell = {x["properties"]["cell"]: x for x in s["suites"]}
+    [reg] = [c for c in by_cell["series"]["cases"] if c["name"].endswith("-regression")]
+    assert (reg["name"], reg["classname"], reg["status"], reg["kind"]) == (
+        "rdma.ext4.max_fsync_ms-regression", "rdma", "failed", "stall")
+    assert reg["message"].startswith("max_fsync_ms of rdma.ext4 (fsync of /mnt/lab-rdma/mr.dat):"
+                                     " 900 ms vs 40 ms on baseline base (22.50x")
+    assert not [c for c in by_cell["base"]["cases"] if c["status"] == "failed"]
+    xml = ET.parse(tmp_path / "out" / "junit.xml")
+    [tc] = [t for t in xml.iter("testcase") if t.get("name") == reg["name"]]
+    assert tc.find("failure").get("type") == "stall"
