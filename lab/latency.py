@@ -9,7 +9,8 @@ hung-task detector (it fires after hung_task_timeout, 20 s in a job by
 default) and the workload passes; yet that wait is the finding the pinned-
 pages work is about. The helpers time each operation and report the worst
 (pinstress: fsync, truncate, hole punch, the pinners' O_DIRECT and io_uring
-IO; fio: completion latency and fsync; rdma: the truncate of the MR file);
+IO; fio: completion latency and fsync; rdma: the truncate of the MR file;
+pinhold: the truncate that waits for the held pin and the write behind it);
 this module judges them. The workloads name the properties; this table is
 the one place that says which of them are latencies.
 
@@ -70,6 +71,10 @@ LATENCIES: tuple[Latency, ...] = (
     # rdma on fsdax: the truncate while the MR is registered
     Latency("truncate_s", "mr-truncate", "truncate of {file} while an RDMA MR is registered "
                                          "on it", unit="s"),
+    # pinhold: the truncate waiting for the held pin, the writer behind it
+    Latency("truncate_ms", "pinned-truncate", "truncate of {file} while a page of it was "
+                                              "pinned"),
+    Latency("write_ms", "pinned-write", "write to {file} behind the truncate"),
 )
 BY_PROP = {m.prop: m for m in LATENCIES}
 

@@ -89,3 +89,18 @@ def test_a_bound_of_zero_is_off_and_a_missing_file_is_said_so():
     case = CaseResult("rdma.ext4", Status.PASSED, properties={"max_fsync_ms": "2500"})
     [c] = stall_cases([case], 0.5, "rdma")
     assert c.message == "fsync of (file not reported) took 2500 ms (bound 500 ms)"
+
+
+def test_a_truncate_waiting_for_a_held_pin_longer_than_the_bound_is_a_stall():
+    """pinhold (hold 3 s): the truncate and the writer behind it complete
+    once the pin goes away; the case passes, the wait is the finding."""
+    case = CaseResult("pinhold.ext4", Status.PASSED, classname="pinhold", properties={
+        "file": "/mnt/lab-pinhold/held.dat", "hold_s": "3", "truncate_ms": "3012",
+        "write_ms": "2890", "held_ms": "3001"})
+    assert [c.message for c in stall_cases([case], 2, "pinhold")] == [
+        "truncate of /mnt/lab-pinhold/held.dat while a page of it was pinned took 3012 ms "
+        "(bound 2000 ms)",
+        "write to /mnt/lab-pinhold/held.dat behind the truncate took 2890 ms (bound 2000 ms)"]
+    short = CaseResult("pinhold.ext4", Status.PASSED, properties={"truncate_ms": "1004",
+                                                                  "write_ms": "None"})
+    assert stall_cases([short], 2, "pinhold") == []      # the default hold, 1 s
