@@ -9,10 +9,12 @@ A single-kernel job:
     machine: {memory_mb: 2048, cpus: 2, nvme_mb: 1024, pmem_mb: 0, cmdline: "", accel: auto}
     timeouts: {boot: 180, workload: 600}
     hung_task_timeout: 20
+    stall_threshold: 2        # seconds an operation a workload times may take (0: off)
     workloads:
       - fio: {size_mb: 64}            # shorthand
       - name: fio                     # long form
         timeout: 120
+        stall_threshold: 5            # this workload's own bound
         options: {size_mb: 64}
 
 A matrix (see lab/matrix.py for how it expands into cells):
@@ -47,10 +49,13 @@ import yaml
 from . import validate
 from .errors import UserError
 from .image.recipe import find_recipe
+from .latency import DEFAULT_BOUND_S
 from .validate import show
 
 TOP_KEYS = ("name", "description", "kernel", "kernels", "variants", "matrix", "repeat",
-            "image", "machine", "timeouts", "hung_task_timeout", "workloads")
+            "image", "machine", "timeouts", "hung_task_timeout", "stall_threshold",
+            "workloads")
+ENTRY_KEYS = ("name", "timeout", "stall_threshold", "options")
 MACHINE_KEYS = {"memory_mb": int, "cpus": int, "nvme_mb": int, "pmem_mb": int,
                 "cmdline": str, "accel": str}
 TIMEOUT_KEYS = ("boot", "workload", "recovery")
@@ -62,6 +67,9 @@ MATRIX_DIMS = ("kernel", "variant", "workloads")
 # names: lab.validate.NAME_RE.
 MAX_REPEAT = 100
 MAX_HUNG_TASK = 3600           # seconds; the kernel's detector, 0 disables it
+# seconds a timed operation may take before it is a stall (lab/latency.py
+# says why 2); 0 turns the check off
+DEFAULT_STALL_THRESHOLD = DEFAULT_BOUND_S
 DEFAULT = "default"
 
 
@@ -111,6 +119,9 @@ class WorkloadEntry:
     name: str
     options: dict
     timeout: float
+    # seconds an operation the workload times may take (lab/latency.py): the
+    # entry's own stall_threshold, else the job's; 0 is off
+    stall_threshold: float = DEFAULT_STALL_THRESHOLD
 
     @property
     def case(self) -> str:
@@ -152,6 +163,7 @@ class Job:
     # are ended (lab/resolve.py): recovered -> stall, not -> deadlock
     recovery_timeout: float = 30.0
     hung_task_timeout: int = 20
+    stall_threshold: float = DEFAULT_STALL_THRESHOLD   # each entry carries its own too
     workload_sets: tuple[WorkloadSet, ...] = ()
     variants: tuple[Variant, ...] = (Variant(DEFAULT),)
     matrix: MatrixSpec = field(default_factory=MatrixSpec)
@@ -311,7 +323,8 @@ def parse_variants(raw, *, file: str, base: Path) -> tuple[Variant, ...]:
 
 
 def parse_workloads(raw, *, file: str, default_timeout: float,
-                    where: str = "workloads") -> tuple[WorkloadEntry, ...]:
+                    where: str = "workloads",
+                    default_stall: float = DEFAULT_STALL_THRESHOLD) -> tuple[WorkloadEntry, ...]:
     from .workloads import lookup
     _expect(raw, list, file=file, field_name=where)
     if not raw:
@@ -323,17 +336,21 @@ def parse_workloads(raw, *, file: str, default_timeout: float,
             item = {"name": item}
         _expect(item, dict, file=file, field_name=at)
         if "name" in item:
-            _unknown(item, ("name", "timeout", "options"), file=file, where=at)
+            _unknown(item, ENTRY_KEYS, file=file, where=at)
             name = _expect(item["name"], str, file=file, field_name=f"{at}.name")
             opts_at, timeout_at = f"{at}.options", f"{at}.timeout"
+            stall_at = f"{at}.stall_threshold"
             opts = _given(item.get("options"), {})
             timeout = item.get("timeout")
+            stall = item.get("stall_threshold")
         elif len(item) == 1:                      # shorthand: {NAME: {options, timeout}}
             (name, opts), = item.items()
             opts_at = f"{at}.{name}"
             timeout_at = f"{opts_at}.timeout"
             opts = dict(_expect(_given(opts, {}), dict, file=file, field_name=opts_at))
             timeout = opts.pop("timeout", None)
+            stall_at = f"{opts_at}.stall_threshold"
+            stall = opts.pop("stall_threshold", None)
         else:
             raise UserError("expected {NAME: {options}} or {name: NAME, options: {...}}",
                             file=file, field=at)
@@ -342,7 +359,9 @@ def parse_workloads(raw, *, file: str, default_timeout: float,
         options = cls.parse_options(opts, file=file, where=opts_at)
         t = default_timeout if timeout is None else _timeout(timeout, file=file,
                                                               field_name=timeout_at)
-        out.append(WorkloadEntry(name=name, options=options, timeout=t))
+        bound = default_stall if stall is None else validate.bound_seconds(
+            stall, file=file, field=stall_at)
+        out.append(WorkloadEntry(name=name, options=options, timeout=t, stall_threshold=bound))
     _check_case_names(out, file=file, where=where)
     return tuple(out)
 
@@ -362,14 +381,16 @@ def _check_case_names(entries: list[WorkloadEntry], *, file: str, where: str) ->
         seen[case] = i
 
 
-def parse_workload_sets(raw, *, file: str, default_timeout: float) -> tuple[WorkloadSet, ...]:
+def parse_workload_sets(raw, *, file: str, default_timeout: float,
+                        default_stall: float = DEFAULT_STALL_THRESHOLD) -> tuple[WorkloadSet, ...]:
     if isinstance(raw, dict):
         return tuple(WorkloadSet(n, parse_workloads(v, file=file,
                                                     default_timeout=default_timeout,
-                                                    where=where))
+                                                    where=where, default_stall=default_stall))
                      for n, v, where in _named(raw, "workloads", "workload set", file=file))
     return (WorkloadSet(DEFAULT, parse_workloads(raw, file=file,
-                                                 default_timeout=default_timeout)),)
+                                                 default_timeout=default_timeout,
+                                                 default_stall=default_stall)),)
 
 
 def parse_matrix(raw, job_names: dict[str, list[str]], *, file: str) -> MatrixSpec:
@@ -453,7 +474,10 @@ def parse_job(data, *, file: str, base: Path) -> Job:
     recovery = _timeout(t.get("recovery", 30), file=file, field_name="timeouts.recovery")
     hung = validate.integer(data.get("hung_task_timeout", 20), 0, MAX_HUNG_TASK, file=file,
                             field="hung_task_timeout", unit="seconds (0 disables)")
-    sets = parse_workload_sets(data["workloads"], file=file, default_timeout=wl_t)
+    stall = validate.bound_seconds(_given(data.get("stall_threshold"), DEFAULT_STALL_THRESHOLD),
+                                   file=file, field="stall_threshold")
+    sets = parse_workload_sets(data["workloads"], file=file, default_timeout=wl_t,
+                               default_stall=stall)
     variants = (parse_variants(data["variants"], file=file, base=base)
                 if "variants" in data else (Variant(DEFAULT),))
     names = {"kernel": [k.name for k in kernels], "variant": [v.name for v in variants],
@@ -470,7 +494,7 @@ def parse_job(data, *, file: str, base: Path) -> Job:
     job = Job(name=name, path=Path(file), kernels=kernels,
               image=str(image_path) if image_path else image, machine=machine,
               boot_timeout=boot, workload_timeout=wl_t, recovery_timeout=recovery,
-              hung_task_timeout=hung,
+              hung_task_timeout=hung, stall_threshold=stall,
               workload_sets=sets, variants=variants, matrix=matrix, repeat=repeat,
               description=_expect(_given(data.get("description"), ""), str, file=file,
                                   field_name="description"),

@@ -1,6 +1,8 @@
 """The regression report (pure): a run's summary.json -> which problems are
 new, known, gone, pre-existing on the baseline kernel, or flaky, per cell,
-and the exit code that follows from them.
+and the exit code that follows from them; and each cell's latencies and
+bandwidth/IOPS against its baseline cell's (lab/metrics.py), a regression
+beyond the thresholds being a problem of the cell like any failure.
 
 A nightly matrix is only useful if it says what changed: a WARNING that has
 shown every night for a month, or that the unpatched baseline kernel shows
@@ -16,7 +18,8 @@ import json
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import asdict, dataclass
 
-from .results import Status, SuiteResult
+from . import metrics
+from .results import CaseResult, Status, SuiteResult
 
 FAILED = Status.FAILED.value
 ERROR = Status.ERROR.value
@@ -114,6 +117,12 @@ class CellReport:
     verdict: Verdict
     has_previous: bool
     previous_run_id: str | None = None
+    # every figure compared with the baseline cell's (empty without one)
+    comparisons: tuple[metrics.Comparison, ...] = ()
+
+    @property
+    def regressions(self) -> tuple[metrics.Comparison, ...]:
+        return metrics.regressions(self.comparisons)
 
     def problem(self, key: str) -> Problem | None:
         return next((p for p in self.problems if p.key == key), None)
@@ -136,9 +145,12 @@ class CellReport:
         }[name])
 
     def to_dict(self) -> dict:
-        d = {k: v for k, v in asdict(self).items() if k not in ("problems", "gone", "errors")}
+        d = {k: v for k, v in asdict(self).items()
+             if k not in ("problems", "gone", "errors", "comparisons")}
         return dict(d, problems=[p.to_dict() for p in self.problems],
-                    gone=[asdict(g) for g in self.gone], errors=[asdict(e) for e in self.errors])
+                    gone=[asdict(g) for g in self.gone], errors=[asdict(e) for e in self.errors],
+                    comparisons=[c.to_dict() for c in self.comparisons],
+                    regressions=[c.to_dict() for c in self.regressions])
 
 
 @dataclass(frozen=True)
@@ -228,6 +240,8 @@ def _failed_keys(suites: list[dict]) -> dict[str, list[dict]]:
         mine: dict[str, dict] = {}
         for c in _cases(s):
             props = _dict(c.get("properties"))
+            if props.get("origin") == metrics.ORIGIN:
+                continue  # a regression apply() wrote: classify() finds it from the figures
             if original_status(str(c.get("status", "")), props) == FAILED:
                 key = problem_key(str(c.get("name", "")), str(c.get("classname", "")), props)
                 mine.setdefault(key, c)
@@ -252,13 +266,15 @@ Previous = Callable[[str], "dict[str, str] | None"]
 
 
 def classify(summary: dict, previous: Previous,
-             previous_runs: Mapping[str, str] | None = None) -> RunReport:
+             previous_runs: Mapping[str, str] | None = None,
+             thresholds: metrics.Thresholds = metrics.DEFAULT) -> RunReport:
     """Classify every problem of the run.
 
     `previous(cell_id)` gives {key: title} of that cell's problems in the
     previous run of the same job, None when the cell never ran before.
     `previous_runs` optionally maps cell id -> that previous run's id, only
-    for display."""
+    for display. A cell's figures are compared with its baseline cell's
+    (lab/metrics.py, under `thresholds`); each regression is a problem."""
     groups = suites_by_cell(summary)
     failed = {cid: _failed_keys(suites) for cid, (_, suites) in groups.items()}
     cells = []
@@ -270,9 +286,19 @@ def classify(summary: dict, previous: Previous,
             Problem(key=key, title=str(cs[0].get("name", key)), kind=str(cs[0].get("kind", "")),
                     classname=str(cs[0].get("classname", "")),
                     message=_strip_annotation(cs[0]), seen=len(cs), repeats=len(suites),
-                    novelty=Novelty.KNOWN if prev is not None and key in prev else Novelty.NEW,
-                    pre_existing=key in base_keys, baseline_cell=baseline)
+                    novelty=_novelty(prev, key), pre_existing=key in base_keys,
+                    baseline_cell=baseline)
             for key, cs in failed[cid].items())
+        comparisons = (metrics.compare(suites, groups[baseline][1], failed[cid], thresholds)
+                       if baseline in groups and baseline != cid else ())
+        # a regression is the cell's own (the baseline is what it is measured
+        # against), judged on the median of every repeat: never flaky
+        problems += tuple(
+            Problem(key=_regression_key(c), title=c.name, kind=c.kind, classname=c.classname,
+                    message=c.message(str(baseline)), seen=len(suites), repeats=len(suites),
+                    novelty=_novelty(prev, _regression_key(c)), pre_existing=False,
+                    baseline_cell=baseline)
+            for c in metrics.regressions(comparisons))
         keys = {p.key for p in problems}
         # A cell that left no results says nothing about what went away.
         gone = tuple(Gone(k, t) for k, t in (prev or {}).items() if k not in keys) if suites else ()
@@ -283,11 +309,20 @@ def classify(summary: dict, previous: Previous,
             reference=bool(entry.get("reference")), repeats=_int(entry.get("repeats"), len(suites)),
             ran=len(suites), problems=problems, gone=gone, errors=errors,
             verdict=_verdict(suites, problems, errors), has_previous=prev is not None,
-            previous_run_id=(previous_runs or {}).get(cid) if prev is not None else None))
+            previous_run_id=(previous_runs or {}).get(cid) if prev is not None else None,
+            comparisons=comparisons))
     return RunReport(run_id=str(summary.get("run_id") or ""),
                      job=str(summary.get("name") or summary.get("job") or ""),
                      state=str(summary.get("state") or ""), cells=tuple(cells),
                      exit_code=_exit_code(cells))
+
+
+def _novelty(prev: dict[str, str] | None, key: str) -> Novelty:
+    return Novelty.KNOWN if prev is not None and key in prev else Novelty.NEW
+
+
+def _regression_key(c: metrics.Comparison) -> str:
+    return problem_key(c.name, c.classname, {})
 
 
 def _int(value, default: int) -> int:
@@ -335,12 +370,18 @@ def apply(report: RunReport, suites: list[SuiteResult]) -> None:
     a CI system shows agrees with the exit code: a failure the baseline
     explains becomes a skip (neither Jenkins nor GitLab has a "known
     failure" state, both show a skip's message), a flaky one keeps failing
-    with its rate in the message. Applying twice changes nothing more."""
+    with its rate in the message; a regression against the baseline's
+    figures becomes a failed testcase in the first suite of its cell.
+    Applying twice changes nothing more."""
     known = [c.id for c in report.cells]
+    placed: set[str] = set()
     for suite in suites:
         cell = report.cell(cell_of(suite.name, suite.properties, known))
         if cell is None:
             continue
+        if cell.id not in placed:
+            placed.add(cell.id)
+            _add_regressions(cell, suite)
         for case in suite.cases:
             props = case.properties
             if original_status(case.status.value, props) != FAILED:
@@ -360,6 +401,18 @@ def apply(report: RunReport, suites: list[SuiteResult]) -> None:
             elif problem.flaky:
                 case.message = f"[flaky {problem.rate}] {case.message}"
                 props.update(outcome=str(Outcome.FLAKY), flaky_rate=problem.rate)
+
+
+def _add_regressions(cell: CellReport, suite: SuiteResult) -> None:
+    """Each regression of the cell as a failed testcase in `suite` (once)."""
+    have = {(c.classname, c.name) for c in suite.cases}
+    for c in cell.regressions:
+        if (c.classname, c.name) in have:
+            continue
+        suite.cases.append(CaseResult(
+            c.name, Status.FAILED, classname=c.classname, kind=c.kind,
+            message=c.message(str(cell.baseline)),
+            properties=dict(metrics.case_properties(c, str(cell.baseline)))))
 
 
 # --- rendering ---------------------------------------------------------------
@@ -421,7 +474,19 @@ def _text(report: RunReport) -> str:
         if cell.errors:
             out.append("  errors:")
             out += [f"    {e.name}: {e.message}" for e in cell.errors]
+    compared = [c for c in report.cells if c.comparisons]
+    if compared:
+        out.append("figures vs baseline (latencies and bandwidth/IOPS, medians over repeats):")
+        for cell in compared:
+            out.append(f"  {_figures_line(cell)}")
+            out += [f"    [{r.kind}] {r.message(str(cell.baseline))}" for r in cell.regressions]
     return "\n".join(out) + "\n"
+
+
+def _figures_line(cell: CellReport) -> str:
+    n = len(cell.regressions)
+    return (f"{cell.id} vs {cell.baseline}: {len(cell.comparisons)} figures compared, "
+            f"{n or 'no'} regression{'' if n == 1 else 's'}")
 
 
 def _md(text: str) -> str:
@@ -442,6 +507,18 @@ def _markdown(report: RunReport) -> str:
         body += [f"- **error** {_md(e.name)}: {_md(e.message)}" for e in cell.errors]
         if body:
             out += ["", f"#### `{cell.id}`: {cell.verdict}", ""] + body
+    compared = [c for c in report.cells if c.comparisons]
+    if compared:
+        out += ["", "#### Figures vs baseline", ""]
+        out += [f"- {_md(_figures_line(c))}" for c in compared]
+        rows = [(cell, r) for cell in compared for r in cell.regressions]
+        if rows:
+            out += ["", "| cell | case | figure | value | baseline | ratio | kind | regression when |",
+                    "|---|---|---|---|---|---|---|---|"]
+            out += [f"| `{cell.id}` | {_md(r.case)} | {_md(r.prop)} | {r.value:.4g} {_md(r.unit)} "
+                    f"| {r.baseline:.4g} {_md(r.unit)} | "
+                    f"{'n/a' if r.ratio is None else f'{r.ratio:.2f}x'} | {r.kind} | "
+                    f"{_md(r.threshold)} |" for cell, r in rows]
     return "\n".join(out) + "\n"
 
 

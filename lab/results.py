@@ -31,6 +31,7 @@ class CaseKind(enum.StrEnum):
     TIMEOUT = "timeout"            # slow but progressing past the budget
     DEADLOCK = "deadlock"          # tasks blocked for good (shown not to recover)
     STALL = "stall"                # blocked, then recovered (or an operation too slow)
+    PERF = "perf-regression"       # bandwidth/IOPS far below the baseline kernel's
     PINS_HELD = "pins-held"        # pins unbalanced while a task of the workload lives
     LOST_WAKEUP = "lost-wakeup"    # a waiter that a signal frees, never woken
     CORRUPTION = "corruption"      # data read back differs from what was written

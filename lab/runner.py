@@ -23,7 +23,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable
 
-from . import checks, hang, proc
+from . import checks, hang, latency, proc
 from .errors import CommandTimeout, InfraError, LabError, UserError
 from .guest.base import GuestPaused, GuestUnreachable
 from .guest.scope import Scope, ScopedGuest
@@ -577,6 +577,7 @@ def _run_workload(i, entry, machine, kernel, out: Path, store: RunStore, suite: 
                             else traceback.format_exc())]
     for c in cases:
         c.classname = c.classname or entry.name
+    cases += latency.stall_cases(cases, entry.stall_threshold, entry.name)
     store.add(suite, *cases)
     if after is not After.CONTINUE or not machine.running:
         store.add(suite, *checks.findings_cases(machine.console_text(), entry.name, seen))

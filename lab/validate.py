@@ -94,6 +94,20 @@ def seconds(value: Any, *, file: str | None = None, field: str,
     return float(value)
 
 
+def bound_seconds(value: Any, *, file: str | None = None, field: str,
+                  maximum: float = MAX_SECONDS) -> float:
+    """A bound in seconds that 0 turns off (stall_threshold): a finite
+    number 0..maximum."""
+    if not (is_int(value) or isinstance(value, float)):
+        raise UserError(f"expected a number of seconds (0: off), got {show(value)}", file=file,
+                        field=field)
+    if is_int(value) and not 0 <= value <= maximum or not (math.isfinite(float(value))
+                                                            and 0 <= float(value) <= maximum):
+        raise UserError(f"must be a finite number of seconds in 0..{maximum:g} (0: off), "
+                        f"got {show(value)}", file=file, field=field)
+    return float(value)
+
+
 def integer(value: Any, lo: int, hi: int, *, file: str | None = None, field: str,
             unit: str = "") -> int:
     """An integer in lo..hi (the message gives the range and the unit)."""

@@ -55,6 +55,13 @@ def judge(name: str, res: dict | None, *, rc: int | None, duration: float,
         "statx_dax": str(res.get("statx_dax")),
         "read_mb_s": f"{(d['bytes'] + u['bytes']) / 2**20 / max(res['seconds'], 0.001):.1f}",
     }
+    if res.get("file"):
+        props["file"] = str(res["file"])
+    # the slowest IO of each pinner (lab.latency judges them), when it did any
+    if d["reads"] and "max_io_ms" in d:
+        props["max_direct_read_ms"] = str(d["max_io_ms"])
+    if (u["reads"] or u["writes"]) and "max_io_ms" in u:
+        props["max_uring_io_ms"] = str(u["max_io_ms"])
     mapping = res["uring_mapping"]
     note = {"off": "io_uring not used",
             "ok": "the kernel accepted the mapping as an io_uring fixed buffer (long-term pin)"}

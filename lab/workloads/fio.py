@@ -30,6 +30,11 @@ class FioRun:
         return f"fio.{self.target}.{self.engine}"
 
 
+def fio_file(run: FioRun) -> str:
+    """The device or file the run writes (pure)."""
+    return DEVICE if run.target == "nvme" else f"{MNT}/fio.dat"
+
+
 def fio_argv(run: FioRun, *, size_mb: int, bs: str, iodepth: int, fsync: int) -> list[str]:
     """The fio command for one run (pure)."""
     argv = ["fio", f"--name={run.case_name}", "--direct=1", f"--ioengine={run.engine}",
@@ -38,10 +43,9 @@ def fio_argv(run: FioRun, *, size_mb: int, bs: str, iodepth: int, fsync: int) ->
             "--randrepeat=0", "--output-format=json"]
     if run.engine == "io_uring":
         argv += ["--fixedbufs=1", "--registerfiles=1"]
-    if run.target == "nvme":
-        argv.append(f"--filename={DEVICE}")
-    else:
-        argv += [f"--filename={MNT}/fio.dat", f"--fsync={fsync}"]
+    argv.append(f"--filename={fio_file(run)}")
+    if run.target != "nvme":
+        argv.append(f"--fsync={fsync}")
     return argv
 
 
@@ -103,7 +107,7 @@ class Fio(Workload):
         ctx.save(f"{run.case_name}.json", r.stdout)
         if r.stderr:
             ctx.save(f"{run.case_name}.stderr", r.stderr)
-        props = {"command": cmd}
+        props = {"command": cmd, "file": fio_file(run)}
         try:
             fig = parse_fio_json(r.stdout)
         except ValueError as e:

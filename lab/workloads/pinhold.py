@@ -159,7 +159,7 @@ class PinHold(Workload):
                        f"exit 0; [ -e {holder.rc_file} ] && exit 1; sleep 0.2; done; exit 1",
                        timeout=60)
         props = {"filesystem": o["filesystem"], "mount_options": mount_opts,
-                 "hold_s": f"{o['hold']:g}", "pages": str(o["pages"])}
+                 "hold_s": f"{o['hold']:g}", "pages": str(o["pages"]), "file": f}
         if not pinned.ok:
             fetch(g, wdir, ctx.outdir / name)
             ev = events(holder.output())

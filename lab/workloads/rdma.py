@@ -185,7 +185,7 @@ class Rdma(Workload):
             seconds=dur, size=o["size"], mmap=mr, offset=half, server=o["address"])),
             wdir).start()
         props = {"target": name.split(".", 1)[1], "msg_size": str(o["size"]),
-                 "duration_s": str(dur), "mount_options": mount_opts}
+                 "duration_s": str(dur), "mount_options": mount_opts, "file": mr}
         truncate_note = ""
         if dax:
             verdict = self._dax_truncate(g, name, wdir, mr, client)

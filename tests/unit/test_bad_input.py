@@ -207,3 +207,26 @@ def test_a_float_option_given_a_huge_integer_is_bad_input(tmp_path):
                  "    stuck_after: 1" + "0" * 400 + "\n")
     with pytest.raises(UserError, match=r"workloads\[0\]\.dax\.stuck_after"):
         load_job(p)
+
+
+@pytest.mark.parametrize("value", [".inf", ".nan", "-1", "1e400", "'2'", "true", "[2]",
+                                   "10" * 200])
+def test_stall_threshold_is_a_finite_number_of_seconds(tmp_path, value):
+    """Top level and per workload (long form and shorthand): the field is
+    named, with the line it is on, and what is valid."""
+    e = rejected(tmp_path, HEAD + WL + f"stall_threshold: {value}\n", "stall_threshold",
+                 "seconds")
+    assert e.line == 5
+    rejected(tmp_path, HEAD + f"workloads: [{{fio: {{stall_threshold: {value}}}}}]\n",
+             "workloads[0].fio.stall_threshold", "seconds")
+    rejected(tmp_path, HEAD + f"workloads:\n  - name: fio\n    stall_threshold: {value}\n",
+             "workloads[0].stall_threshold", "seconds")
+
+
+def test_a_bad_stall_threshold_exits_3_naming_the_field(tmp_path, capsys):
+    from lab.cli import main
+    p = tmp_path / "job.yaml"
+    p.write_text(HEAD + WL + "stall_threshold: -2\n")
+    assert main(["run", str(p)]) == 3
+    err = capsys.readouterr().err
+    assert "stall_threshold" in err and "0..604800" in err and "Traceback" not in err

@@ -121,3 +121,20 @@ def test_cli_bad_input_exits_3_without_traceback(tmp_path, capsys):
     assert main(["run", str(p)]) == 3
     err = capsys.readouterr().err
     assert "colour" in err and "Traceback" not in err
+
+
+def test_stall_threshold_defaults_to_2s_and_an_entry_may_have_its_own(tmp_path):
+    """The bound of lab/latency.py travels in the Job and in each entry
+    (resolved: the entry's own, else the job's; 0 is off)."""
+    job = load_job(write(tmp_path, GOOD))
+    assert job.stall_threshold == 2.0
+    assert [w.stall_threshold for w in job.workloads] == [2.0, 2.0]
+    job = load_job(write(tmp_path, GOOD.replace("timeout: 30}", "timeout: 30, stall_threshold: 0}")
+                         .replace("  - name: fio\n", "  - name: fio\n    stall_threshold: 7.5\n")
+                         + "stall_threshold: 0.5\n"))
+    assert job.stall_threshold == 0.5
+    assert [w.stall_threshold for w in job.workloads] == [0.0, 7.5]
+    assert "stall_threshold" not in job.workloads[0].options     # not a fio option
+    sets = load_job(write(tmp_path, "kernel: distro\nimage: debian-bookworm\n"
+                          "stall_threshold: 3\nworkloads: {a: [fio], b: [{fio: {}}]}\n"))
+    assert {w.stall_threshold for s in sets.workload_sets for w in s.workloads} == {3.0}

@@ -164,3 +164,91 @@ def test_render_groups_problems_in_every_format():
     assert data["cells"][0]["problems"][0] | {"novelty": "new"} == data["cells"][0]["problems"][0]
     assert data["cells"][0]["problems"][0]["rate"] == "1/2" and data["exit_code"] == 1
     assert "| `series.d.a` | failed | 0 | 0 | 1 | 1 | 2 | 0 |" in render(report, "markdown")
+
+
+REGRESSION = "fio/fio.nvme.libaio.write_iops-regression"
+
+
+def fio_figures(iops, fsync_ms="20.0"):
+    return CaseResult("fio.nvme.libaio", Status.PASSED, classname="fio", properties={
+        "file": "/dev/nvme0n1", "write_iops": str(iops), "max_fsync_ms": fsync_ms})
+
+
+def test_a_regression_against_the_baseline_fails_the_cell_as_its_own_testcase():
+    """IOPS at a sixth of the baseline kernel's (medians of 2 repeats): a
+    problem of the series cell (exit 1), a failed testcase of kind
+    perf-regression in its first suite for JUnit, and a section of the
+    report; the baseline cell is not compared with anything."""
+    from lab.junit import render as junit
+    results = (suites("series.d.a", [fio_figures(1000)], [fio_figures(1200)])
+               + suites("base.d.a", [fio_figures(7400)], [fio_figures(6000)]))
+    report = classify(summary(results, PAIR), none)
+    series = report.cell("series.d.a")
+    p = series.problem(REGRESSION)
+    assert (p.kind, p.flaky, p.novelty, p.pre_existing) == ("perf-regression", False,
+                                                            Novelty.NEW, False)
+    assert p.message.startswith("write_iops of fio.nvme.libaio: 1100 IOPS over 2 repeats vs "
+                                "6700 IOPS on baseline base.d.a (0.16x")
+    assert series.verdict is Verdict.FAILED and report.exit_code == 1
+    assert report.cell("base.d.a").comparisons == ()
+    apply(report, results)
+    [added] = [c for c in results[0].cases if c.name.endswith("-regression")]
+    assert (added.status, added.kind, added.classname) == (Status.FAILED, "perf-regression", "fio")
+    assert added.message == p.message and added.properties["novelty"] == "new"
+    assert not [c for c in results[1].cases if c.name.endswith("-regression")]
+    assert 'type="perf-regression"' in junit(results)
+
+
+def test_an_annotated_summary_gives_the_same_regressions_and_apply_adds_them_once():
+    results = (suites("series.d.a", [fio_figures(1000)], [fio_figures(1200)])
+               + suites("base.d.a", [fio_figures(7400)], [fio_figures(6000)]))
+    before = classify(summary(results, PAIR), none)
+    apply(before, results)
+    after = classify(summary(results, PAIR), none)
+    assert after == before
+    apply(after, results)
+    assert sum(c.name.endswith("-regression") for s in results for c in s.cases) == 1
+
+
+def test_noise_is_compared_but_not_reported_and_no_baseline_compares_nothing():
+    noisy = (suites("series.d.a", [fio_figures(2100, "69")], [fio_figures(2300, "60")])
+             + suites("base.d.a", [fio_figures(7400, "22")], [fio_figures(7000, "25")]))
+    report = classify(summary(noisy, PAIR), none)
+    cell = report.cell("series.d.a")
+    assert len(cell.comparisons) == 2 and cell.regressions == () and report.exit_code == 0
+    assert "series.d.a vs base.d.a: 2 figures compared, no regressions" in render(report)
+    alone = classify(summary(suites("series.d.a", [fio_figures(10)])), none)
+    assert alone.cells[0].comparisons == () and "figures vs baseline" not in render(alone)
+
+
+def test_a_regression_is_known_next_run_and_gone_once_fixed():
+    results = (suites("series.d.a", [fio_figures(1000)], [fio_figures(1200)])
+               + suites("base.d.a", [fio_figures(7400)], [fio_figures(6000)]))
+    prev = {REGRESSION: "fio.nvme.libaio.write_iops-regression"}
+    cell = classify(summary(results, PAIR), lambda c: prev).cell("series.d.a")
+    assert cell.problem(REGRESSION).novelty is Novelty.KNOWN
+    fixed = (suites("series.d.a", [fio_figures(7000)], [fio_figures(6900)])
+             + suites("base.d.a", [fio_figures(7400)], [fio_figures(6000)]))
+    cell = classify(summary(fixed, PAIR), lambda c: prev).cell("series.d.a")
+    assert [g.key for g in cell.gone] == [REGRESSION]
+
+
+def test_regressions_in_every_format():
+    results = (suites("series.d.a", [fio_figures(1000, "900")], [fio_figures(1200, "800")])
+               + suites("base.d.a", [fio_figures(7400, "30")], [fio_figures(6000, "40")]))
+    report = classify(summary(results, PAIR), none)
+    text = render(report, Format.TEXT)
+    assert ("figures vs baseline (latencies and bandwidth/IOPS, medians over repeats):\n"
+            "  series.d.a vs base.d.a: 2 figures compared, 2 regressions\n") in text
+    assert ("    [stall] max_fsync_ms of fio.nvme.libaio (fsync of /dev/nvme0n1): 850 ms over "
+            "2 repeats vs 35 ms on baseline base.d.a (24.29x; a regression when above 3x and "
+            "500 ms)") in text
+    md = render(report, Format.MARKDOWN)
+    assert "#### Figures vs baseline" in md
+    assert ("| `series.d.a` | fio.nvme.libaio | write_iops | 1100 IOPS | 6700 IOPS | 0.16x | "
+            "perf-regression | below 0.2x |") in md
+    data = json.loads(render(report, Format.JSON))["cells"][0]
+    assert len(data["comparisons"]) == 2
+    assert {r["name"]: r["kind"] for r in data["regressions"]} == {
+        "fio.nvme.libaio.write_iops-regression": "perf-regression",
+        "fio.nvme.libaio.max_fsync_ms-regression": "stall"}

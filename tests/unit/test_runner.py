@@ -265,15 +265,15 @@ machine: {{cpus: 1, memory_mb: 512}}
 kernels:
   base: {{artifact: {base}}}
   series: {{artifact: {series}, baseline: base}}
-workloads: [{{shell: {{command: "work", case: w}}}}]
+workloads: {workloads}
 """
 
 
-def baseline_job(tmp_path):
+def baseline_job(tmp_path, workloads='[{shell: {command: "work", case: w}}]'):
     base = make_artifact(tmp_path / "base", "6.1-base")
     series = make_artifact(tmp_path / "series", "6.1-series")
     p = tmp_path / "bl.yaml"
-    p.write_text(BASELINE.format(base=base, series=series))
+    p.write_text(BASELINE.format(base=base, series=series, workloads=workloads))
     return load_job(p)
 
 
@@ -359,3 +359,87 @@ def test_a_workload_failing_inside_lab_is_its_error_and_the_rest_still_run(
     assert (two["status"], two["kind"]) == ("error", "infra")
     assert two["message"] == "OSError: Failure"
     assert ("three", "passed", "") in cases(s)
+
+
+PERFTEST = (" #bytes     #iterations    BW peak[MB/sec]    BW average[MB/sec]   MsgRate[Mpps]\n"
+            " 65536      1520             0.00               31.62             0.000506\n")
+
+
+def slow_fsync_guest(fake_lab, tmp_path, monkeypatch, max_fsync_ms) -> FakeScript:
+    """The rdma workload on a fake guest whose fsync loop (pinstress)
+    reports its worst fsync of the MR file (the script is also returned)."""
+    import lab.workloads.helpers
+    from lab.proc import Result
+    helper = tmp_path / "pinstress"
+    helper.write_bytes(b"\x7fELF")
+    monkeypatch.setattr(lab.workloads.helpers, "build_helper", lambda name, cc="gcc": helper)
+    fsync = json.dumps({"mode": "fsync", "file": "/mnt/lab-rdma/mr.dat", "fsyncs": 40,
+                        "writes": 40, "max_fsync_ms": max_fsync_ms, "errors": 0,
+                        "first_error": "", "ok": True})
+
+    def ok(out):
+        return Result(("sh",), 0, out, "", 0.0)
+    fake_lab.script = FakeScript(answers=[
+        (r"' /mnt/lab-rdma ' /proc/mounts", ok("/dev/nvme0n1 /mnt/lab-rdma ext4 rw 0 0\n")),
+        (r"setsid sh -c", ok("321\n")),
+        (r"cat \S+/(client|server)\.out$", ok(PERFTEST)),
+        (r"cat \S+/fsync\.out$", ok(fsync + "\n")),
+        (r"cat \S+\.rc 2>/dev/null", ok("0\n"))])
+    return fake_lab.script
+
+
+def test_a_slow_fsync_under_the_hung_task_timeout_is_a_failed_stall(tmp_path, fake_lab,
+                                                                      monkeypatch):
+    """Issue 9 item 4: an fsync of the MR file that took 3.4 s passed
+    silently (no hung task, the workload succeeded); it is a failed case of
+    kind stall in summary.json and junit.xml, and the run fails."""
+    import xml.etree.ElementTree as ET
+    slow_fsync_guest(fake_lab, tmp_path, monkeypatch, 3412.0)
+    code, s = run(single(tmp_path, workloads="\n  - rdma: {targets: [ext4]}\n"), tmp_path)
+    assert code == 1 and s["exit_code"] == 1
+    assert ("rdma.ext4", "passed", "") in cases(s)          # the workload itself worked
+    [stall] = [c for c in s["suites"][0]["cases"] if c["kind"] == "stall"]
+    assert (stall["name"], stall["classname"], stall["status"]) == (
+        "rdma.ext4.fsync-latency", "rdma", "failed")
+    assert stall["message"] == "fsync of /mnt/lab-rdma/mr.dat took 3412 ms (bound 2000 ms)"
+    xml = ET.parse(tmp_path / "out" / "junit.xml")
+    [tc] = [t for t in xml.iter("testcase") if t.get("name") == "rdma.ext4.fsync-latency"]
+    failure = tc.find("failure")
+    assert tc.get("classname") == "rdma" and failure.get("type") == "stall"
+    assert failure.get("message") == f"[stall] {stall['message']}"
+
+
+def test_the_jobs_stall_threshold_is_the_bound(tmp_path, fake_lab, monkeypatch):
+    """The same 3.4 s fsync under a job bound of 5 s passes; a 69 ms fsync
+    (the worst a healthy 6.1 showed under TCG) passes the default bound."""
+    slow_fsync_guest(fake_lab, tmp_path, monkeypatch, 3412.0)
+    code, s = run(single(tmp_path, workloads="\n  - rdma: {targets: [ext4]}\n",
+                         extra="stall_threshold: 5\n"), tmp_path)
+    assert code == 0 and not [c for c in cases(s) if c[2] == "stall"]
+    slow_fsync_guest(fake_lab, tmp_path, monkeypatch, 68.9)
+    code, s = run(single(tmp_path, workloads="\n  - rdma: {targets: [ext4]}\n"), tmp_path)
+    assert code == 0 and not [c for c in cases(s) if c[2] == "stall"]
+
+
+def test_a_latency_far_above_the_baselines_fails_the_series_in_junit(tmp_path, fake_lab,
+                                                                     monkeypatch):
+    """Under the stall bound, but 22x the baseline kernel's: the series
+    cell gets a failed stall testcase from the baseline comparison (junit
+    and summary.json, exit 1); the baseline cell does not."""
+    import xml.etree.ElementTree as ET
+    base = slow_fsync_guest(fake_lab, tmp_path, monkeypatch, 40.0)
+    series = slow_fsync_guest(fake_lab, tmp_path, monkeypatch, 900.0)
+    fake_lab.scripts = {"6.1-base": base, "6.1-series": series}
+    job = baseline_job(tmp_path, workloads="[{rdma: {targets: [ext4]}}]")
+    code, s = run(job, tmp_path)
+    assert code == 1 and s["exit_code"] == 1
+    by_cell = {x["properties"]["cell"]: x for x in s["suites"]}
+    [reg] = [c for c in by_cell["series"]["cases"] if c["name"].endswith("-regression")]
+    assert (reg["name"], reg["classname"], reg["status"], reg["kind"]) == (
+        "rdma.ext4.max_fsync_ms-regression", "rdma", "failed", "stall")
+    assert reg["message"].startswith("max_fsync_ms of rdma.ext4 (fsync of /mnt/lab-rdma/mr.dat):"
+                                     " 900 ms vs 40 ms on baseline base (22.50x")
+    assert not [c for c in by_cell["base"]["cases"] if c["status"] == "failed"]
+    xml = ET.parse(tmp_path / "out" / "junit.xml")
+    [tc] = [t for t in xml.iter("testcase") if t.get("name") == reg["name"]]
+    assert tc.find("failure").get("type") == "stall"

@@ -151,6 +151,7 @@ def test_pinstress_builds_static_and_runs_on_the_host(tmp_path, monkeypatch):
                        capture_output=True, text=True, timeout=60)
     res = json.loads(r.stdout)
     assert r.returncode == 0 and res["ok"] and res["fsyncs"] > 0
+    assert res["file"] == str(f) and res["max_fsync_ms"] > 0
     r = subprocess.run([exe, "dax", "--bogus"], capture_output=True, text=True, timeout=60)
     assert r.returncode == 64 and "unknown" in r.stderr
 
@@ -165,3 +166,25 @@ def test_a_lost_channel_on_a_dead_guest_is_unreachable(tmp_path):
     g.answers.append((__import__("re").compile("sysrq-trigger"), crash))
     with pytest.raises(GuestUnreachable, match="no exit status"):
         LoggedGuest(g, tmp_path).run("echo c > /proc/sysrq-trigger", timeout=5)
+
+
+@pytest.mark.skipif(shutil.which("gcc") is None, reason="needs gcc")
+def test_pinstress_times_every_io_of_its_pinners(tmp_path, monkeypatch):
+    """dax mode on the host (a regular file as the device, no DAX): the
+    worst O_DIRECT read and io_uring IO are reported beside the worst
+    truncate and punch, with the file."""
+    monkeypatch.setenv("LAB_CACHE_DIR", str(tmp_path / "cache"))
+    exe = build_helper("pinstress")
+    dev = tmp_path / "dev.img"
+    dev.write_bytes(b"\0" * (4 << 20))
+    r = subprocess.run([exe, "dax", "--file", tmp_path / "pin.dat", "--dev", dev, "--size-mb",
+                        "2", "--seconds", "0.5", "--uring"],
+                       capture_output=True, text=True, timeout=120)
+    res = json.loads(r.stdout.strip().splitlines()[-1])
+    if "fatal" in res:
+        pytest.skip(f"the host cannot run it here: {res['fatal']}")   # no O_DIRECT (tmpfs)
+    assert res["file"] == str(tmp_path / "pin.dat")
+    assert res["direct"]["reads"] > 0 and res["direct"]["max_io_ms"] > 0
+    if res["uring"]["reads"]:
+        assert res["uring"]["max_io_ms"] > 0
+    assert res["truncate"]["max_truncate_ms"] >= 0 and "max_punch_ms" in res["truncate"]

@@ -155,3 +155,17 @@ def test_a_namespace_too_small_for_xfs_is_skipped_with_mkfs_first_line(tmp_path)
         ctx(g, tmp_path))
     assert case.status is Status.SKIPPED
     assert case.message.endswith("failed: Filesystem must be larger than 300MB.")
+
+
+def test_worst_latencies_are_properties_with_their_file():
+    """The helper's worst truncate, hole punch, O_DIRECT read into the
+    mapping and io_uring IO reach the case (lab.latency judges them), named
+    as before where they existed, with the file they were on."""
+    res = variant(direct__max_io_ms=7.5, uring__max_io_ms=3.25)
+    c = judge("dax.ext4.pin-truncate", res, rc=0, duration=6)
+    p = c.properties
+    assert (p["max_truncate_ms"], p["max_punch_ms"]) == ("12.5", "3.1")
+    assert (p["max_direct_read_ms"], p["max_uring_io_ms"]) == ("7.5", "3.25")
+    assert p["file"] == "/mnt/lab-dax/pin.dat"
+    idle = variant(uring_mapping="off", uring=dict(STATS, reads=0, writes=0, max_io_ms=0.0))
+    assert "max_uring_io_ms" not in judge("n", idle, rc=0, duration=6).properties

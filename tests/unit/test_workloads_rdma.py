@@ -87,6 +87,8 @@ def test_ext4_reports_bandwidth_and_fsyncs(tmp_path):
     assert case.name == "rdma.ext4" and case.status is Status.PASSED, case.message
     assert case.properties["bw_avg_mbs"] == "31.62"
     assert case.properties["fsyncs"] == "812"
+    assert case.properties["max_fsync_ms"] == "90.5"
+    assert case.properties["file"] == "/mnt/lab-rdma/mr.dat"   # what was fsynced
     assert "31.62 MB/s" in case.output
     cmds = "\n".join(g.commands)
     assert "--mmap=/mnt/lab-rdma/mr.dat" in cmds and "--mmap-offset=8388608" in cmds

@@ -21,17 +21,19 @@
  *   while a truncator thread shrinks and re-extends F and punches holes.
  *   A seqlock tells raced reads from verifiable ones: data must match the
  *   pattern whenever no truncate or punch overlapped the read and the check.
- *   Every truncate/punch is timed. Once the pinners have stopped (nothing
- *   references a page of F any more), an op still waiting after
- *   --kick-after seconds gets a signal: its interruptible wait restarts,
- *   and if it then completes at once its wakeup was lost ("lost_wakeups",
- *   with the op's kernel stack). One that takes longer than --stuck-after
- *   seconds is reported as stuck: the JSON is printed and the process then
- *   waits to be killed, so the stuck state can be examined. Finally F is
- *   refilled through the mapping, synced, and read back with pread(); a
- *   punched range must read as zeros.
+ *   Every truncate/punch is timed, and so is every IO of the pinners (the
+ *   worst of each: max_truncate_ms, max_punch_ms, direct.max_io_ms,
+ *   uring.max_io_ms; the file they were on is "file"). Once the pinners
+ *   have stopped (nothing references a page of F any more), an op still
+ *   waiting after --kick-after seconds gets a signal: its interruptible
+ *   wait restarts, and if it then completes at once its wakeup was lost
+ *   ("lost_wakeups", with the op's kernel stack). One that takes longer
+ *   than --stuck-after seconds is reported as stuck: the JSON is printed
+ *   and the process then waits to be killed, so the stuck state can be
+ *   examined. Finally F is refilled through the mapping, synced, and read
+ *   back with pread(); a punched range must read as zeros.
  * fsync: loops (pwrite of 4 KiB, when --write, then) fsync() on F until the
- *   deadline or SIGTERM.
+ *   deadline or SIGTERM; every fsync is timed (max_fsync_ms, of "file").
  *
  * One JSON object is printed on stdout at the end; progress lines go to stderr.
  */
@@ -145,8 +147,16 @@ static void on_sigbus(int sig)
 struct stats {
 	long reads, bytes, verified, raced, efault, sigbus, mismatches, errors, writes;
 	long first_bad;
+	double max_io_ms;      /* the slowest IO (O_DIRECT pread / io_uring op) */
 	char first_error[96];
 };
+
+static void note_latency(struct stats *s, double t0)
+{
+	double ms = (now() - t0) * 1000;
+	if (ms > s->max_io_ms)
+		s->max_io_ms = ms;
+}
 
 static void note_error(struct stats *s, const char *what, int err)
 {
@@ -202,7 +212,9 @@ static void *direct_pinner(void *arg)
 	while (!atomic_load(&stop)) {
 		long off = rand_chunk_off(&rs);
 		unsigned long s0 = atomic_load(&seq);
+		double t0 = now();
 		ssize_t n = pread(dev_fd, map + off, opt_chunk, opt_dev_off + off);
+		note_latency(s, t0);
 		if (n < 0) {
 			if (errno == EFAULT)
 				s->efault++;   /* the range went beyond EOF under a truncate */
@@ -302,8 +314,10 @@ static void *uring_pinner(void *arg)
 		while (!atomic_load(&stop) && atomic_load(&uring_mapping_pinned)) {
 			long off = rand_chunk_off(&rs);
 			unsigned long s0 = atomic_load(&seq);
+			double t0 = now();
 			int res = ring_rw_fixed(&uring, IORING_OP_READ_FIXED, dev_fd, map + off,
 						opt_chunk, opt_dev_off + off);
+			note_latency(s, t0);
 			if (res < 0) {
 				if (res == -EFAULT)
 					s->efault++;
@@ -335,8 +349,10 @@ static void *uring_pinner(void *arg)
 	}
 	while (!atomic_load(&stop)) {
 		long off = rand_chunk_off(&rs);
+		double t0 = now();
 		int res = ring_rw_fixed(&uring, IORING_OP_READ_FIXED, dev_fd, buf, opt_chunk,
 					opt_dev_off + off);
+		note_latency(s, t0);
 		if (res != opt_chunk) {
 			note_error(s, "READ_FIXED from the device", res < 0 ? -res : EIO);
 			continue;
@@ -348,7 +364,9 @@ static void *uring_pinner(void *arg)
 			continue;
 		}
 		unsigned long s0 = atomic_load(&seq);
+		t0 = now();
 		res = ring_rw_fixed(&uring, IORING_OP_WRITE_FIXED, file_fd, buf, opt_chunk, off);
+		note_latency(s, t0);
 		if (res < 0) {
 			note_error(s, "WRITE_FIXED into the file", -res);
 			continue;
@@ -442,9 +460,11 @@ static void print_stats(const char *name, struct stats *s, int last)
 {
 	printf("\"%s\": {\"reads\": %ld, \"bytes\": %ld, \"writes\": %ld, \"verified\": %ld, "
 	       "\"raced\": %ld, \"efault\": %ld, \"sigbus\": %ld, \"mismatches\": %ld, "
-	       "\"first_bad_offset\": %ld, \"errors\": %ld, \"first_error\": \"%s\"}%s ",
+	       "\"first_bad_offset\": %ld, \"errors\": %ld, \"first_error\": \"%s\", "
+	       "\"max_io_ms\": %.1f}%s ",
 	       name, s->reads, s->bytes, s->writes, s->verified, s->raced, s->efault, s->sigbus,
-	       s->mismatches, s->first_bad, s->errors, s->first_error, last ? "" : ",");
+	       s->mismatches, s->first_bad, s->errors, s->first_error, s->max_io_ms,
+	       last ? "" : ",");
 }
 
 static int statx_dax(const char *path)
