@@ -90,7 +90,8 @@ def judge(name: str, res: dict | None, *, rc: int | None, duration: float,
                                   "of the file was referenced any more):\n" + stack,
                           properties=props)
     if t["blocked_by_registered_mapping_s"]:
-        return CaseResult(name, Status.FAILED, duration, kind=CaseKind.DEADLOCK, output=summary,
+        # it completed once the pin went away: a stall bounded by the pin's life
+        return CaseResult(name, Status.FAILED, duration, kind=CaseKind.STALL, output=summary,
                           message=f"truncate blocked {t['blocked_by_registered_mapping_s']}s "
                                   "behind the io_uring registration of the fsdax mapping (it "
                                   "completed only once the buffers were unregistered)",

@@ -190,7 +190,17 @@ class Rdma(Workload):
         if dax:
             verdict = self._dax_truncate(g, name, wdir, mr, client)
             if verdict is not None and verdict.status is not Status.PASSED:
+                t0 = time.monotonic()
                 self._stop(g, client, server, fsync)
+                # stall or deadlock: does the truncate complete once the
+                # processes holding the MRs (the pins) are gone?
+                if wait_files(g, [f"{wdir}/truncate.rc"], timeout=ctx.recovery):
+                    verdict.kind = CaseKind.STALL
+                    verdict.message += (f"; it completed {time.monotonic() - t0:.1f}s after "
+                                        "the MR holders were ended: a stall")
+                else:
+                    verdict.message += (f"; it did not complete within {ctx.recovery:g}s after "
+                                        "the MR holders were ended: a deadlock")
                 fetch(g, wdir, ctx.outdir / name)
                 return verdict
             truncate_note = verdict.output if verdict else ""
