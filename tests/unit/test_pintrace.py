@@ -245,3 +245,40 @@ def test_only_a_leak_of_a_workload_that_finished_is_rerun():
                                                kind=CaseKind.DEADLOCK)])
     assert not wanted(CaseResult("pin-balance", Status.PASSED), [])
 
+
+def test_the_runner_reruns_a_leaking_workload_once_and_counts_it_once(tmp_path, fake_lab,
+                                                                        leak_text, fast_settle):
+    import json
+
+    from lab.job import load_job
+    from lab.runner import run_job
+    from lab.vm.fake import FakeScript
+
+    from .conftest import make_artifact
+    guest = tracing_guest((DATA / "discovery.txt").read_text(), leak_text, [2, 2])
+
+    def stop(cmd):       # the trace lands where the guest's `cat trace >` put it
+        fake_lab.machines[-1].guest.files[TRACE_REMOTE] = leak_text.encode()
+        return Result(("sh",), 0, f"{len(leak_text)}\n", "", 0)
+    fake_lab.script = FakeScript(answers=[*((p.pattern, a) for p, a in guest.answers),
+                                          ("cat trace >", stop)])
+    art = make_artifact(tmp_path / "art", "6.1.192-fake")
+    job = tmp_path / "j.yaml"
+    job.write_text(f"name: j\nkernel: {{artifact: {art}}}\nimage: debian-bookworm\n"
+                   "machine: {cpus: 2, memory_mb: 1024}\nworkloads:\n"
+                   "  - shell: {command: the-workload, case: one}\n"
+                   "  - shell: {command: 'true', case: two}\n")
+    assert run_job(load_job(job), tmp_path / "out", live=False) == 1
+    s = json.loads((tmp_path / "out" / "summary.json").read_text())
+    got = [(c["name"], c["status"], c["kind"]) for c in s["suites"][0]["cases"]]
+    assert got == [("boot", "passed", ""), ("one", "passed", ""),
+                   ("pin-balance", "failed", "pin-leak"), ("two", "passed", ""),
+                   ("pin-balance", "passed", "")]
+    pin = s["suites"][0]["cases"][2]
+    assert pin["message"].startswith(f"2 pins acquired via {SITE} were never released; "
+                                     "pin leak: 2 pins acquired, 0 released")
+    assert pin["properties"]["pintrace_dir"] == "00-shell/pintrace"
+    rerun = tmp_path / "out" / "00-shell" / "pintrace"
+    assert (rerun / "one.out").exists() and (rerun / "trace.txt").read_text() == leak_text
+    cmds = fake_lab.machines[0].guest.commands
+    assert sum(c == "the-workload" for c in cmds) == 2
