@@ -188,11 +188,20 @@ def discover_script(read_kallsyms: bool) -> str:
             + "echo '--- vmstat'\ncat /proc/vmstat\n")
 
 
-def system_map_symbols(system_map: str) -> frozenset[str]:
-    """The probed symbols a System.map has (text symbols, exact names)."""
+def system_map_symbols(system_map: str, at_least: int = 1000) -> frozenset[str] | None:
+    """The probed symbols a System.map has (text symbols, exact names);
+    None when it is no real map (Debian ships a one-line stub in /boot:
+    "The real System.map is in the linux-image-<version>-dbg package")."""
     wanted = set(SYMBOLS)
-    return frozenset(parts[2] for parts in (line.split() for line in system_map.splitlines())
-                     if len(parts) >= 3 and parts[1] in "tTwW" and parts[2] in wanted)
+    text = 0
+    out = set()
+    for line in system_map.splitlines():
+        parts = line.split()
+        if len(parts) >= 3 and parts[1] in ("t", "T", "w", "W"):
+            text += 1
+            if parts[2] in wanted:
+                out.add(parts[2])
+    return frozenset(out) if text >= at_least else None
 
 
 @dataclass(frozen=True)

@@ -84,7 +84,7 @@ def traced_rerun(ctx: WorkloadContext, rerun: Rerun) -> Outcome:
     release = ctx.kernel.release if ctx.kernel else ""
     smap = ctx.kernel.system_map if ctx.kernel else None
     smap_text = smap.read_text(errors="replace") if smap and smap.exists() else ""
-    symbols = system_map_symbols(smap_text) if smap_text else None
+    symbols = system_map_symbols(smap_text)       # None: ask the guest's /proc/kallsyms
     try:
         tfs = parse_discovery(g.run(discover_script(symbols is None), timeout=120).stdout,
                               symbols)

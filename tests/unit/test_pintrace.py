@@ -150,6 +150,16 @@ def test_probes_for_the_guest_the_discovery_found():
         in down and "echo 7 > buffer_size_kb" in down
 
 
+def test_the_symbols_come_from_a_real_system_map_only():
+    excerpt = (DATA / "System.map.excerpt").read_text()
+    assert P.system_map_symbols(excerpt, at_least=10) == set(P.SYMBOLS)
+    # Debian's /boot/System.map-*: then the guest's /proc/kallsyms is read
+    stub = "ffffffffffffffff B The real System.map is in the linux-image-<version>-dbg package\n"
+    assert P.system_map_symbols(stub) is None and P.system_map_symbols(excerpt) is None
+    assert "/proc/kallsyms" in P.discover_script(True) and "kallsyms" not in \
+        P.discover_script(False)
+
+
 @pytest.mark.parametrize("symbols, why", [
     ({"try_grab_folio", "gup_put_folio"}, "mod_node_page_state is not a symbol"),
     ({"try_grab_folio", "mod_node_page_state"}, "gup_put_folio is not a symbol"),
