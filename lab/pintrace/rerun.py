@@ -82,8 +82,7 @@ def traced_rerun(ctx: WorkloadContext, rerun: Rerun) -> Outcome:
     g = logged(rctx)
     start = time.monotonic()
     release = ctx.kernel.release if ctx.kernel else ""
-    smap = ctx.kernel.system_map if ctx.kernel else None
-    smap_text = smap.read_text(errors="replace") if smap and smap.exists() else ""
+    smap_text = _read(ctx.kernel.system_map if ctx.kernel else None)
     symbols = system_map_symbols(smap_text)       # None: ask the guest's /proc/kallsyms
     try:
         tfs = parse_discovery(g.run(discover_script(symbols is None), timeout=120).stdout,
@@ -163,6 +162,13 @@ def _save(tdir, out: Outcome, notes: tuple[str, ...]) -> None:
     (tdir / "pintrace.json").write_text(json.dumps(data, indent=2) + "\n")
 
 
+def _read(path) -> str:
+    try:
+        return path.read_text(errors="replace") if path else ""
+    except OSError:
+        return ""
+
+
 def _line(e: Exception) -> str:
     return (str(e).splitlines() or [type(e).__name__])[0]
 
@@ -179,7 +185,9 @@ def annotate(pin: CaseResult, out: Outcome, where: str = SUBDIR) -> CaseResult:
         if out.vmstat:
             props["pintrace_vmstat"] = f"{out.vmstat[0]}/{out.vmstat[1]}"
         message = f"{out.note}; {pin.message}"
-        details = f"{a.report()}\n\n(files: {where}/)\n\n{pin.details}"
+        ran = ", ".join(f"{c.name} {c.status.value}" for c in out.rerun) or "none"
+        details = (f"{a.report()}\n\n(the rerun's own results: {ran}; its files: {where}/)"
+                   f"\n\n{pin.details}")
     else:
         message = f"{pin.message} ({out.note})"
         details = f"pin tracing: {out.note}\n\n{pin.details}"
