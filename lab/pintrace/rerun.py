@@ -15,6 +15,7 @@ A kernel that cannot be traced says "cannot trace: ..." in the case.
 
 from __future__ import annotations
 
+import enum
 import json
 import time
 from dataclasses import dataclass, field, replace
@@ -40,14 +41,21 @@ _UNHEALTHY = {CaseKind.TIMEOUT, CaseKind.DEADLOCK, CaseKind.UNREACHABLE, CaseKin
 Rerun = Callable[[WorkloadContext], list[CaseResult]]
 
 
-# what came of the traced rerun: the pin case's `pintrace` property
-ATTRIBUTED, NOT_REPRODUCED, CANNOT_TRACE, FAILED = (
-    "attributed", "not-reproduced", "cannot-trace", "failed")
+class State(enum.StrEnum):
+    """What came of the traced rerun: the pin case's `pintrace` property."""
+
+    ATTRIBUTED = "attributed"           # pins never released, named by call site
+    NOT_REPRODUCED = "not-reproduced"   # the rerun leaked nothing
+    CANNOT_TRACE = "cannot-trace"       # the kernel lacks what the probes need
+    FAILED = "failed"                   # the guest or the tracing broke
+
+
+ATTRIBUTED, NOT_REPRODUCED, CANNOT_TRACE, FAILED = State
 
 
 @dataclass
 class Outcome:
-    state: str                      # one of the four above
+    state: State
     note: str = ""                  # one line, for the case's message
     attribution: Attribution | None = None
     seconds: float = 0.0
@@ -154,7 +162,7 @@ def _trace(ctx, rctx, g, tfs, ps, rerun: Rerun, smap_text: str, out: Outcome) ->
 
 def _save(tdir, out: Outcome, notes: tuple[str, ...]) -> None:
     tdir.mkdir(parents=True, exist_ok=True)
-    data = {"state": out.state, "note": out.note, "seconds": round(out.seconds, 1),
+    data = {"state": str(out.state), "note": out.note, "seconds": round(out.seconds, 1),
             "vmstat_delta": list(out.vmstat) if out.vmstat else None,
             "probe_notes": list(notes),
             "rerun_cases": [c.to_dict() for c in out.rerun],
@@ -175,11 +183,11 @@ def _line(e: Exception) -> str:
 
 def annotate(pin: CaseResult, out: Outcome, where: str = SUBDIR) -> CaseResult:
     """The pin-leak case with what the traced rerun found (pure)."""
-    props = dict(pin.properties, pintrace=out.state, pintrace_s=f"{out.seconds:.1f}",
+    props = dict(pin.properties, pintrace=str(out.state), pintrace_s=f"{out.seconds:.1f}",
                  pintrace_dir=where)
     details = pin.details
     a = out.attribution
-    if out.state == ATTRIBUTED and a is not None:
+    if out.state is ATTRIBUTED and a is not None:
         props.update(pintrace_unreleased=str(a.unreleased),
                      pintrace_sites="; ".join(f"{s}={n}" for s, n in a.sites()))
         if out.vmstat:
