@@ -138,6 +138,10 @@ def _trace(ctx, rctx, g, tfs, ps, rerun: Rerun, smap_text: str, out: Outcome) ->
         raise
     except LabError as e:      # a timeout or a host-side failure of the rerun itself
         problem = f"the rerun did not finish ({_line(e)}); "
+    if ctx.scope is not None and ctx.scope.pids():
+        # what the rerun left behind is ended, not investigated: the rerun is
+        # no verdict (the runner still sees whatever cannot be ended)
+        ctx.scope.kill_all()
     if before is not None:
         after, _, _ = checks.settle_pins(guest, before)
         if after is not None:
