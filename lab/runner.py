@@ -23,7 +23,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable
 
-from . import checks, hang, latency, proc
+from . import checks, hang, latency, pintrace, proc
 from .errors import CommandTimeout, InfraError, LabError, UserError
 from .guest.base import GuestPaused, GuestUnreachable
 from .guest.scope import Scope, ScopedGuest
@@ -600,8 +600,13 @@ def _run_workload(i, entry, machine, kernel, out: Path, store: RunStore, suite: 
             scope.kill_all()
         failed = any(c.status in (Status.FAILED, Status.ERROR) for c in cases)
         if any(c.status is not Status.SKIPPED for c in cases):
-            store.add(suite, checks.pin_case(guest, pins, entry.name, scope=scope,
-                                             workload_failed=failed))
+            pin = checks.pin_case(guest, pins, entry.name, scope=scope, workload_failed=failed)
+            # a leak: run the workload again with pin tracing to name its call sites
+            pin, alive = pintrace.follow_up(pin, cases, ctx,
+                                            lambda c: lookup(entry.name)(entry.options).run(c))
+            store.add(suite, pin)
+            if not alive:
+                raise GuestUnreachable("the guest stopped answering during the traced rerun")
         survivors = scope.tasks()
         deadlocked = [c for c in cases if c.kind in (CaseKind.DEADLOCK, CaseKind.PANIC,
                                                      CaseKind.UNREACHABLE)]
