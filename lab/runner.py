@@ -30,7 +30,7 @@ from .guest.scope import Scope, ScopedGuest
 from .image.build import Image, cached as cached_image, ensure as ensure_image
 from .image.recipe import load_recipe
 from .job import Job, KernelKind, KernelSpec
-from .kernel.artifact import KernelArtifact, distro_kernel
+from .kernel.artifact import KernelArtifact, distro_kernel, identity
 from .matrix import Cell, Unit, expand, select, units as make_units
 from .paths import free_space, runs_dir
 from .progress import Progress
@@ -338,6 +338,7 @@ def _run_cell(unit: Unit, env: RunEnv, suite: SuiteResult, udir: Path, say) -> N
     if kernel is None:
         return  # the apply/build cases already say why
     image, image_built, image_s = _image(env, say)
+    suite.properties.update(identity(kernel))
     suite.properties.update({"kernel_release": kernel.release, "kernel_origin": kernel.origin,
                              "image": image.name, "image_hash": image.key,
                              "image_cache": "built" if image_built else "hit",

@@ -11,6 +11,7 @@ import shutil
 import tempfile
 import threading
 import time
+from datetime import datetime, timezone
 from pathlib import Path
 
 from . import junit
@@ -89,6 +90,12 @@ class RunStore:
         return s
 
     def add(self, suite: SuiteResult, *cases: CaseResult) -> None:
+        """Record cases that have just ended (their start: now - duration)."""
+        now = time.time()
+        for c in cases:
+            if not c.started:
+                c.started = datetime.fromtimestamp(now - max(c.duration, 0.0), timezone.utc
+                                                   ).isoformat(timespec="milliseconds")
         with self._lock:
             suite.cases.extend(cases)
             self.flush()
