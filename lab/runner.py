@@ -556,7 +556,7 @@ def _run_workload(i, entry, machine, kernel, out: Path, store: RunStore, suite: 
                 raise Cancelled(f"interrupted during {entry.name}") from None
             raise
     except CommandTimeout as e:
-        cases = [hang.investigate(ctx, e, cursor, entry.case)]
+        cases = list(getattr(e, "partial", [])) + [hang.investigate(ctx, e, cursor, entry.case)]
         investigated = True
     except GuestPaused as e:
         after, why = After.STOP, str(e).splitlines()[0]

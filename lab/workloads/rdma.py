@@ -126,7 +126,10 @@ class Rdma(Workload):
         cases = []
         for t in o["targets"]:
             # a timeout propagates without cleanup: the runner investigates first
-            cases.append(self._target(ctx, g, t, helper))
+            try:
+                cases.append(self._target(ctx, g, t, helper))
+            except CommandTimeout as e:
+                raise hang.keep(e, cases)
         g.run(f"rdma link delete {RXE} 2>/dev/null; true", timeout=60)
         return cases
 
