@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 from ..errors import EXIT_OK, EXIT_TESTS_FAILED, UserError
-from ..paths import PROJECT_ROOT
+from ..paths import JOBS, find_job
 from ..kernel.outcome import StepState
 from ..kernel.spec import DEFAULT_FRAGMENTS, BuildSpec, check_upto
 
@@ -131,12 +131,14 @@ def build_handler(args) -> int:
 
 
 def default_job() -> Path:
+    """jobs/gup.yaml (else jobs/smoke.yaml) in the current directory, else the
+    job of that name in $LAB_JOBS_DIR or lab's jobs."""
     for rel in DEFAULT_JOBS:
-        for base in (Path.cwd(), PROJECT_ROOT):
-            if (base / rel).exists():
-                return base / rel
-    raise UserError(f"no default job: none of {', '.join(DEFAULT_JOBS)} exists; give --job",
-                    field="--job")
+        p = find_job(rel)
+        if p.is_file():
+            return p
+    raise UserError(f"no default job: none of {', '.join(DEFAULT_JOBS)} exists here or in "
+                    f"{JOBS.where()}; give --job", field="--job")
 
 
 def test_patch_handler(args) -> int:
