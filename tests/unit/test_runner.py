@@ -405,7 +405,7 @@ def test_a_slow_fsync_under_the_hung_task_timeout_is_a_failed_stall(tmp_path, fa
     xml = ET.parse(tmp_path / "out" / "junit.xml")
     [tc] = [t for t in xml.iter("testcase") if t.get("name") == "rdma.ext4.fsync-latency"]
     failure = tc.find("failure")
-    assert tc.get("classname") == "rdma" and failure.get("type") == "stall"
+    assert tc.get("classname") == "default.rdma" and failure.get("type") == "stall"
     assert failure.get("message") == f"[stall] {stall['message']}"
 
 
