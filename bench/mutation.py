@@ -93,7 +93,8 @@ MODULES = (
            ("lab.vm.spec.*", "lab.vm.devices.*", *_fn("lab.runner", "boot_config"),
             *_fn("lab.vm.machine", "Machine.build_spec"))),
     Module("latency", ("lab/latency.py",), ("tests/unit/test_latency.py",)),
-    Module("metrics", ("lab/metrics.py",), ("tests/unit/test_metrics.py",)),
+    Module("metrics", ("lab/metrics.py",), ("tests/unit/test_metrics.py",
+                                           "tests/unit/test_report.py")),
 )
 BY_NAME = {m.name: m for m in MODULES}
 
