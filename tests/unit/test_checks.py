@@ -258,3 +258,40 @@ def test_the_counters_are_read_with_one_bounded_command():
             return Result(("sh",), 0, "nr_foll_pin_acquired 3\nnr_foll_pin_released 2\n", "", 0)
     assert checks.read_pins(Guest()) == checks.PinCounters(3, 2)
     assert seen == [("grep ^nr_foll_pin_ /proc/vmstat", 30)]
+
+
+def test_unreadable_counters_after_the_workload_are_an_error_case(clock):
+    from lab.results import CaseResult
+    g = FakeGuest([("nr_foll_pin", Result(("sh",), 1, "", "", 0))])
+    c = checks.pin_case(g, checks.PinCounters(1, 1), "fio", timeout=2, interval=1)
+    assert c == CaseResult("pin-balance", Status.ERROR, 3.0, classname="fio",
+                           message="could not read /proc/vmstat after the workload")
+
+
+def test_a_leak_judged_through_the_cgroup_says_nothing_more(clock):
+    """With cgroup v2 the balance was judged once the processes had exited:
+    the message has no caveat; the time spent reading the tasks counts."""
+    class Empty:
+        available = True
+
+        def tasks(self):
+            clock.sleep(0.25)
+            return {}
+    c = checks.pin_case(guest((9, 1)), checks.PinCounters(0, 0), "rdma", scope=Empty(),
+                        stable_for=1, interval=1)
+    assert c.message == ("pin leak: 9 pins acquired, 1 released (8 not released) after the "
+                         "workload's processes exited")
+    assert c.duration == 1.25
+
+
+def test_the_time_to_find_held_pins_is_the_cases(clock):
+    from lab.guest.scope import Task
+
+    class Live:
+        available = True
+
+        def tasks(self):
+            clock.sleep(0.5)
+            return {3: Task(3, "a", "D", 1)}
+    c = checks.pin_case(guest((5, 1)), checks.PinCounters(0, 0), "pinhold", scope=Live())
+    assert c.kind is CaseKind.PINS_HELD and c.duration == 0.5
