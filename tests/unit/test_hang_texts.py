@@ -172,3 +172,84 @@ def test_proc_states_without_a_state_line_and_bad_numbers():
 def test_a_task_block_at_the_very_start_of_the_text():
     [(name, pid, state, stack)] = hang._task_blocks(STACK.splitlines()[0] + "\n")
     assert (name, pid, state) == ("dd", 270, "D")
+
+
+HUNG_WITH_STACK = ("[  130.000000] INFO: task dd:270 blocked for more than 20 seconds.\n"
+                   + STACK.replace("109.", "130."))
+
+
+def test_a_dump_ends_where_a_hung_task_report_begins():
+    """The stack a hung-task report prints after a dump is not in the dump."""
+    t = hang.blocked_tasks(DUMP + HUNG_WITH_STACK)[270]
+    assert (t.hung_reports, t.dumps) == (1, 1)
+    t = hang.blocked_tasks(DUMP + HUNG_WITH_STACK + DUMP.replace("110.", "140."))[270]
+    assert (t.hung_reports, t.dumps) == (1, 2)
+
+
+def test_a_dump_counts_a_task_only_in_d_state():
+    sleeping = DUMP.replace("state:D", "state:S")
+    assert hang.blocked_tasks(HUNG + sleeping)[270].dumps == 0
+
+
+def test_task_blocks_end_at_their_own_end():
+    idle = STACK.splitlines()[-1] + "\n"              # the kworker, state I, no stack
+    dd = "".join(line + "\n" for line in STACK.splitlines()[:8])
+    text = idle + STACK.splitlines()[0] + "\n" + idle + dd + "[  109.1] other output\n" + idle
+    blocks = hang._task_blocks(text)
+    assert [(n, p, s) for n, p, s, _ in blocks] == [
+        ("kworker/0:1", 12, "I"), ("dd", 270, "D"), ("kworker/0:1", 12, "I"),
+        ("dd", 270, "D"), ("kworker/0:1", 12, "I")]
+    assert blocks[3][3] == PLAIN_STACK                 # ends at </TASK>
+    assert not any("other output" in b[3] for b in blocks)
+    # an idle task first does not hide the blocked one after it
+    assert list(hang.blocked_tasks("[ 1.0] sysrq: Show Blocked State\n" + idle + STACK)) \
+        == [270]
+
+
+def test_details_of_tasks_without_stacks_or_snapshots():
+    v = hang.classify(DUMP)                      # one dump, no report, no /proc view
+    assert v.kind is CaseKind.TIMEOUT
+    assert v.details() == ("Tasks seen in D state that were still being scheduled "
+                           "(progressing, not stuck): dd:270")
+    two = hang.Verdict(CaseKind.TIMEOUT, progressing=[hang.BlockedTask("a", 1),
+                                                      hang.BlockedTask("b", 2, switches=(1, 5))])
+    assert two.details().endswith("(progressing, not stuck): a:1, b:2 1->5")
+    bare = hang.Verdict(CaseKind.DEADLOCK, stuck=[hang.BlockedTask("x", 3, hung_reports=1)])
+    assert bare.details() == ("Blocked tasks (stuck in D state, not scheduled):\n\n"
+                              "== x:3 blocked in ? (1 hung-task report(s))\n(no stack captured)")
+    alone = hang.Verdict(CaseKind.STALL, recovered=[hang.BlockedTask("y", 4)])
+    assert alone.details() == ("Blocked tasks that recovered once the workload's processes "
+                               "were ended (a stall):\n\n== y:4 blocked in ?, recovered on its "
+                               "own\n(no stack captured)")
+
+
+def test_a_stall_names_every_recovery_and_no_pins_when_none_went():
+    text = "".join(f"[ 30.0] INFO: task t{p}:{p} blocked for more than 10 seconds.\n"
+                   for p in range(1, 8))
+    v = hang.classify(text)
+    watched = {p: Task(p, f"t{p}", "D", 1) for p in range(1, 8)}
+    res = Resolution(scoped=True, watched=watched, recovered={p: 1.0 for p in range(1, 8)},
+                     ended=[Ended(HOLDER, 1.0, True, 0, [1, 2])], uptime_at={1: 35.0},
+                     bound=30)
+    s = hang.settle(v, res, {1: 20.0, 2: 25.0})
+    assert s.kind is CaseKind.STALL and s.blocked_s == {1: 15.0}
+    assert s.reason == (
+        "stall, not a deadlock: 7 blocked task(s) recovered once the workload's processes "
+        "were ended: t1:1 in ? (15s) recovered after lab ended pinhold:41; t2:2 in ? "
+        "recovered after lab ended pinhold:41; t3:3 in ? recovered on its own; t4:4 in ? "
+        "recovered on its own; t5:5 in ? recovered on its own")
+    assert "recovered after ending pinhold:41\n" in s.details()
+    assert "  ended pinhold:41 (S) at +1.0s -> recovered: t1:1, t2:2" in s.details()
+
+
+def test_a_deadlock_names_at_most_five_stuck_tasks():
+    text = "".join(f"[ 30.0] INFO: task t{p}:{p} blocked for more than 10 seconds.\n"
+                   for p in range(1, 8))
+    s = hang.settle(hang.classify(text), Resolution(scoped=True, bound=30))
+    assert s.reason.endswith("after every process of the workload was ended: t1:1 in ?, "
+                             "t2:2 in ?, t3:3 in ?, t4:4 in ?, t5:5 in ?")
+
+
+def test_proc_states_after_a_line_that_is_not_one():
+    assert hang.parse_proc_states("garbage\n/proc/8/status:State:\tD (disk sleep)\n") == \
+        {8: ("D", 0)}
