@@ -81,3 +81,25 @@ def test_a_jobs_machine_becomes_the_boot_config(tmp_path):
             hung_task_timeout=0, extra_cmdline="a=1 b=2", boot_timeout=77.0, accel=want)
         # without a cell (lab test-patch's single boot): the job's cmdline only
         assert boot_config(job, kernel, img).extra_cmdline == "a=1"
+
+
+def test_pvh_and_initramfs_when_the_kernel_has_them(tmp_path, monkeypatch):
+    """A vmlinux with a PVH entry is booted directly unless the config says
+    not to; a kernel whose root drivers are modules gets its initramfs."""
+    import lab.vm.machine as machine
+    monkeypatch.setenv("LAB_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setattr(machine, "pvh_kernel", lambda image: tmp_path / "pvh.vmlinux")
+    monkeypatch.setattr(machine, "initramfs", lambda kernel: tmp_path / "initramfs.cpio")
+    kernel = KernelArtifact.from_dir(make_artifact(tmp_path / "art", "6.1-art"))
+    for pvh, want in ((True, tmp_path / "pvh.vmlinux"), (False, kernel.image)):
+        cfg = BootConfig(kernel=kernel, image=image(tmp_path), pvh=pvh)
+        argv = Machine(cfg, tmp_path / "run").build_spec(ssh_port=2222, accel="tcg").argv()
+        assert argv[argv.index("-kernel") + 1] == str(want)
+        assert argv[argv.index("-initrd") + 1] == str(tmp_path / "initramfs.cpio")
+
+
+def test_an_unknown_accelerator_says_which_are_known():
+    import pytest
+    from lab.vm.spec import MachineSpec
+    with pytest.raises(ValueError, match=r"accel must be one of \('kvm', 'tcg'\), got 'hvf'"):
+        MachineSpec(kernel="/k", cmdline="", accel="hvf").argv()

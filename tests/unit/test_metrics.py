@@ -153,3 +153,35 @@ def test_figures_of_a_damaged_summary_are_skipped_not_a_crash():
     assert f == {("rdma", "rdma.ext4"): {"max_fsync_ms": [40.0], "bw_avg_mbs": [20.0]},
                  ("", ""): {"max_fsync_ms": [7.0]},
                  ("rdma", "r"): {"max_fsync_ms": [8.0]}}
+
+
+def test_a_comparison_as_the_report_json_gives_it():
+    [c] = [c for c in compare(repeats([rdma(900)], [rdma(1000)]), repeats([rdma(40)]))
+           if c.prop == "max_fsync_ms"]
+    assert c.to_dict() == {
+        "case": "rdma.ext4", "classname": "rdma", "property": "max_fsync_ms", "unit": "ms",
+        "latency": True, "value": 950.0, "baseline": 40.0, "ratio": 23.75, "samples": 2,
+        "baseline_samples": 1, "regressed": True, "threshold": c.threshold,
+        "what": f"fsync of {MR}", "kind": "stall", "name": "rdma.ext4.max_fsync_ms-regression"}
+    [z] = [c for c in compare(repeats([rdma(9, bw="1.23456")]), repeats([rdma(9, bw="0")]))
+           if c.prop == "bw_avg_mbs"]
+    assert z.to_dict()["ratio"] is None and z.to_dict()["value"] == 1.235
+    assert "(n/a;" in z.message("b")
+
+
+def test_every_case_and_figure_is_compared_whatever_comes_first():
+    """A case or a figure the baseline lacks, a failed case, a figure that
+    is not a number: each is passed over, never the end of the comparison."""
+    series = repeats([fio(100), CaseResult("x", Status.FAILED, classname="fio",
+                                          properties={"write_iops": "5"}),
+                      rdma(40, bw="nan")])
+    base = repeats([rdma(40, bw="20")])
+    series[0]["cases"].insert(0, {"name": "gone", "classname": "fio", "status": "passed",
+                                  "properties": {"write_iops": "9"}})
+    got_ = {(c.case, c.prop) for c in compare(series, base + [None, "junk"])}
+    assert got_ == {("rdma.ext4", "max_fsync_ms")}
+    only_second = repeats([rdma(40, bw="20")])
+    only_second[0]["cases"][0]["properties"] = {"bw_avg_mbs": "20", "max_fsync_ms": "40"}
+    base2 = repeats([rdma(40)])
+    base2[0]["cases"][0]["properties"] = {"max_fsync_ms": "40"}
+    assert [c.prop for c in compare(only_second, base2)] == ["max_fsync_ms"]
