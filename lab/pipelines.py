@@ -87,7 +87,7 @@ def gitlab(p: Pipeline) -> dict:
     shard_dir = f"{p.results}/shard-$SHARD"
     return {
         "stages": ["shards", "merge"],
-        "variables": {"LAB_JOB": p.job},
+        "variables": {"MATRIX_JOB": p.job},     # for people reading the pipeline; lab reads no such variable
         "lab-shard": {
             "stage": "shards",
             "tags": [p.runner_tag],
