@@ -7,6 +7,7 @@ from lab.errors import UserError
 from lab.kernel.series import (Series, check, parse_message, parse_messages, parse_subject,
                                series_hash, split_mbox)
 
+GOLDEN_HASH = "f27fa53545521870"   # series_hash of the two patches of the hash test
 DIFF = ("diff --git a/mm/gup.c b/mm/gup.c\n--- a/mm/gup.c\n+++ b/mm/gup.c\n"
         "@@ -1 +1 @@\n-a\n+{}\n")
 
@@ -73,11 +74,19 @@ def test_the_series_is_ordered_named_and_hashed_by_its_patches():
     assert Series(patches=s.patches, sources=(), hash="h", of=2).prefix == ""
 
 
-def refused(patches, *fragments, **kw):
+def refused(patches, message, *fragments, **kw):
+    """check() refuses: `message` is the whole message when no fragments
+    follow, else its start; the file is the series'."""
     with pytest.raises(UserError) as e:
         check(patches, [], "s.mbox", **kw)
+    if fragments:
+        assert e.value.bare.startswith(message), e.value.bare
+    else:
+        assert e.value.bare == message
     for f in fragments:
-        assert f in str(e.value), str(e.value)
+        assert f in e.value.bare, e.value.bare
+    if "upto" not in kw:
+        assert e.value.file == "s.mbox"
     return e.value
 
 
@@ -94,12 +103,12 @@ def test_every_refusal_says_what_is_wrong():
     refused([a1, patch("[PATCH 1/3] again", "5", "m#5"), a2, patch("[PATCH 3/3] c", "3")],
             "duplicate patch 1/3: 'a' (m#1) and 'again' (m#5)")
     refused([a1, a2, patch("[PATCH 4/3] d", "4", "m#4")],
-            "patch number 4/3 out of range (m#4)", "missing patch(es) 3/3")
+            "patch number 4/3 out of range (m#4); missing patch(es) 3/3 (to apply only",
+            "patches 1..2 of 3 on purpose")
     refused([a1, a2], "missing patch(es) 3/3 (to apply only patches 1..2 of 3 on purpose, "
             "e.g. to bisect inside the series: --series-upto 2, or series_upto: 2 in a job's "
             "build block)")
-    e = refused([a2], "missing patch(es) 1/3, 3/3")
-    assert "on purpose" not in str(e)          # nothing before the gap to keep
+    refused([a2], "missing patch(es) 1/3, 3/3")      # nothing before the gap to keep
     refused([a1, patch("[PATCH 3/3] c", "3")], "missing patch(es) 2/3 (patches 1..2 were "
             "asked for, so each of them must be there)", upto=2)
     u1, u2 = patch("[PATCH] x", "7", "f1"), patch("[PATCH] y", "7", "f2")
@@ -111,10 +120,12 @@ def test_a_prefix_past_the_series_names_who_asked(upto):
     a = [patch(f"[PATCH {n}/3] p{n}", str(n)) for n in (1, 2, 3)]
     e = refused(a, f"is {upto}, but the series (s.mbox) has 3 patch(es); valid: 1..3 (apply "
                 "patches 1..N of it)", upto=upto, upto_at=("job.yaml", "kernel.build.upto"))
+    assert e.file == "job.yaml"
     assert (e.file, e.field) == ("job.yaml", "kernel.build.upto")
     loose = [patch("[PATCH] a", "1"), patch("[PATCH] b", "2")]
-    e = refused(loose, "has 2 patch(es); valid: 1..2", upto=upto)
-    assert e.field == "series_upto"
+    e = refused(loose, f"is {upto}, but the series (s.mbox) has 2 patch(es); valid: 1..2 "
+                "(apply patches 1..N of it)", upto=upto)
+    assert e.field == "series_upto" and e.file is None
 
 
 def test_unnumbered_patches_keep_their_order_and_a_prefix_of_them():
@@ -128,3 +139,53 @@ def test_parse_messages_keeps_cover_letters_apart():
                         (msg("[PATCH 1/1] a"), "m#1"),
                         (b"From x\n\nno subject, no diff\n", "m#2")], "m")
     assert s.cover == "the cover" and [p.title for p in s.patches] == ["a"]
+
+
+def test_a_series_hash_is_stable_across_lab_versions():
+    """The hash names cached kernels: the same patches give the same hash
+    on any machine and any lab version (a change here rebuilds every
+    cached kernel with a series)."""
+    a, b = patch("[PATCH 1/2] mm: a", "1"), patch("[PATCH 2/2] mm: b", "2")
+    assert series_hash([a, b]) == GOLDEN_HASH
+
+
+def test_what_git_said_when_a_patch_did_not_apply():
+    from lab.kernel.series import _am_report, _hunk_report
+    apply = ("Checking patch mm/gup.c...\n"
+             "error: while searching for:\n"
+             "a\n"
+             "b\n"
+             "error: patch failed: mm/gup.c:1\n"
+             "Applying patch mm/gup.c with 1 reject...\n"
+             "Rejected hunk #1.\n"
+             "unrelated\n")
+    assert _hunk_report(apply) == (
+        "  Checking patch mm/gup.c...\n"
+        "  error: while searching for:\n"
+        "      | a\n"
+        "      | b\n"
+        "  error: patch failed: mm/gup.c:1\n"
+        "  Applying patch mm/gup.c with 1 reject...\n"
+        "  Rejected hunk #1.")
+    assert _hunk_report("nothing useful\n") == "  (git apply gave no hunk details)"
+    am = ("Applying: mm: a\nerror: patch failed: mm/gup.c:1\n"
+          "hint: Use 'git am --show-current-patch=diff'\n"
+          "When you have resolved this problem, run \"git am --continue\".\n"
+          "If you prefer to skip this patch, run \"git am --skip\" instead.\n"
+          "To restore the original branch and stop patching, run \"git am --abort\".\n"
+          "Patch failed at 0001 mm: a\n")
+    assert _am_report(am) == ("Applying: mm: a\nerror: patch failed: mm/gup.c:1\n"
+                              "Patch failed at 0001 mm: a")
+
+
+def test_a_plain_message_keeps_its_first_header_and_a_cover_needs_a_subject():
+    first = b"Subject: [PATCH] first line\n\n---\n" + DIFF.format("z").encode()
+    assert parse_message(first, "f").title == "first line"
+    s = parse_messages([(b"From x\nFrom: a\n\nno subject, no diff\n", "m#0"),
+                        (b"From x\nSubject: [PATCH 0/1] the cover\n\nwhy\n", "m#1"),
+                        (msg("[PATCH 1/1] a"), "m#2")], "m")
+    assert s.cover == "the cover"
+    # an untitled 0/N still is a cover letter (its title empty)
+    s = parse_messages([(b"From x\nSubject: [PATCH 0/1]\n\nwhy\n", "m#0"),
+                        (msg("[PATCH 1/1] a"), "m#1")], "m")
+    assert s.cover == "" and s.name == "a"
