@@ -80,7 +80,8 @@ MODULES = (
                "Resolution.all_recovered")),
     Module("job", ("lab/job.py", "lab/validate.py"),
            ("tests/unit/test_job.py", "tests/unit/test_bad_input.py",
-            "tests/unit/test_job_messages.py")),
+            "tests/unit/test_job_messages.py", "tests/unit/test_validate.py",
+            "tests/unit/test_matrix.py")),
     Module("matrix", ("lab/matrix.py",), ("tests/unit/test_matrix.py",)),
     Module("series", ("lab/kernel/series.py",),
            # the parser's own tests: the git-based ones (test_kernel_series*.py)
