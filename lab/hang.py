@@ -36,6 +36,7 @@ from .results import CaseKind, CaseResult, Status
 
 HUNG_REPORT = re.compile(r"INFO: task (?P<name>.+?):(?P<pid>\d+) blocked for more than "
                          r"(?P<secs>\d+) seconds")
+STAMPED_HUNG_REPORT = re.compile(r"^\[\s*(?P<ts>\d+\.\d+)\]\s*" + HUNG_REPORT.pattern, re.M)
 SYSRQ_W = re.compile(r"sysrq: Show Blocked State")
 TASK_LINE = re.compile(r"task:(?P<name>.{1,16}?)\s+state:(?P<state>\S)\b.*?\bpid:\s*(?P<pid>\d+)")
 PANIC = re.compile(r"Kernel panic - not syncing|---\[ end Kernel panic")
@@ -224,10 +225,9 @@ def blocked_since(text: str) -> dict[int, float]:
     """Guest uptime by which each task the hung-task detector reported was
     already blocked: the report's timestamp minus its "more than N seconds"."""
     out: dict[int, float] = {}
-    for m in re.finditer(r"^\[\s*(\d+\.\d+)\]\s*INFO: task .+?:(\d+) blocked for more than "
-                         r"(\d+) seconds", text, re.M):
-        at = float(m.group(1)) - int(m.group(3))
-        pid = int(m.group(2))
+    for m in STAMPED_HUNG_REPORT.finditer(text):
+        at = float(m.group("ts")) - int(m.group("secs"))
+        pid = int(m.group("pid"))
         out[pid] = min(out.get(pid, at), at)
     return out
 
