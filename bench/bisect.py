@@ -146,12 +146,13 @@ def real_bisection(name: str, target, where: Path) -> dict:
           f"{res['build_and_test_steps']} build-and-test steps, {res['runs']} runs, "
           f"wall {wall:.0f} s")
     print(f"  {'step':>5} {'verdict':7} {'build':>7} {'(make)':>7} {'boot':>6} "
-          f"{'workload':>8} {'total':>7}")
+          f"{'workload':>8} {'other':>6} {'total':>7}")
     for s in res["steps"]:
         sec = s["seconds"]
         print(f"  {s['revision']['id']:>5} {s['verdict']:7} {sec['build']:6.1f}s "
               f"{sec['make']:6.1f}s {sec['boot']:5.1f}s {sec['workload']:7.1f}s "
-              f"{sec['total']:6.1f}s {'built' if s['built'] else 'cached'}")
+              f"{sec['other']:5.1f}s {sec['total']:6.1f}s "
+              f"{'built' if s['built'] else 'cached'}")
     return {"result": res, "wall_s": round(wall, 1)}
 
 

@@ -127,15 +127,20 @@ def revisions_for(setup: Setup, cell: Cell) -> Revisions:
 
 
 def timings(summary: dict, total: float) -> tuple[dict[str, float], dict[str, str]]:
-    """A run's wall time split: build (or cache lookup), boot (to SSH), and
-    the rest (workloads, their checks, shutdown); and its kernel."""
+    """A run's wall time split: build (or the cache lookup), boot (to SSH),
+    workload (the workloads' testcases and their checks, as timed by the
+    runner) and other (the rest: the guest finishing its start after SSH,
+    each workload's setup, results, shutdown); and its kernel."""
     suites = summary.get("suites") or [{}]
     props = suites[0].get("properties") or {}
     cases = suites[0].get("cases") or []
     build = float(props.get("kernel_resolve_s") or 0.0)
-    boot = next((float(c.get("duration") or 0) for c in cases if c.get("name") == "boot"), 0.0)
+    boot = sum(float(c.get("duration") or 0) for c in cases if c.get("classname") == "boot")
+    work = sum(float(c.get("duration") or 0) for c in cases
+               if c.get("classname") not in ("boot", "kernel"))
     secs = {"total": round(total, 1), "build": round(build, 1), "boot": round(boot, 1),
-            "workload": round(max(0.0, total - build - boot), 1)}
+            "workload": round(work, 1),
+            "other": round(max(0.0, total - build - boot - work), 1)}
     kernel = {"cache": props.get("kernel_cache", ""), "release": props.get("kernel_release", ""),
               "artifact": props.get("kernel_origin", "")}
     meta = {}
@@ -295,7 +300,8 @@ class Bisection:
             st.save(self.dir)
             self.write()
             self.say(f"  {rec.verdict}: {rec.reason} (build {secs['build']:.0f}s, boot "
-                     f"{secs['boot']:.0f}s, workload {secs['workload']:.0f}s)")
+                     f"{secs['boot']:.0f}s, workload {secs['workload']:.0f}s, other "
+                     f"{secs['other']:.0f}s)")
             return rec
         raise InfraError(f"{rev.id}: {INFRA_RETRIES + 1} attempts failed for the host's reasons "
                          f"(last: {judgement.reason}); the runs so far are kept: "

@@ -43,6 +43,8 @@ def step_rows(state: State) -> list[dict]:
         rev = state.revisions[i]
         reasons = [r.reason for r in runs if r.verdict in ("bad", "skip")]
         secs = [r.seconds for r in runs]
+        # build: what building cost (summed: a cache hit costs ~0); boot,
+        # workload, other: the mean over the step's runs
         rows.append({
             "step": number, "index": i, "revision": rev.to_dict(),
             "verdict": str(t.verdict) if t.verdict else "", "runs": len(runs),
@@ -55,6 +57,7 @@ def step_rows(state: State) -> list[dict]:
                 "make": round(sum(s.get("make", 0.0) for s in secs), 1),
                 "boot": _mean([s["boot"] for s in secs if "boot" in s]),
                 "workload": _mean([s["workload"] for s in secs if "workload" in s]),
+                "other": _mean([s["other"] for s in secs if "other" in s]),
                 "total": round(sum(s.get("total", 0.0) for s in secs), 1)},
         })
     return rows
@@ -71,8 +74,8 @@ def result(state: State, done: Done, search: Search) -> dict:
     return {
         "outcome": str(done.outcome), "meaning": EXPLAIN[done.outcome],
         "exit_code": exit_code(done.outcome), "message": done.message,
-        "culprit": rev(done.culprit) if done.outcome not in (
-            Outcome.NOT_REPRODUCED, Outcome.UNTESTABLE) else None,
+        "culprit": rev(done.culprit) if done.outcome in (
+            Outcome.FOUND, Outcome.AMBIGUOUS, Outcome.LOW_CONFIDENCE) else None,
         "confidence": round(done.confidence, 4),
         "asked_confidence": state.setup.policy.confidence,
         "candidates": [revs[c].to_dict() for c in done.candidates],
@@ -133,7 +136,7 @@ def text(res: dict, where: str) -> str:
                + f", {res['seconds']:.0f}s")
     out.append("")
     out.append(f"{'step':>4}  {'revision':<12} {'verdict':<7} {'runs':>4}  {'build':>6} "
-               f"{'boot':>5} {'workload':>8}  subject / why")
+               f"{'boot':>5} {'workload':>8} {'other':>5}  subject / why")
     for s in res["steps"]:
         r, sec = s["revision"], s["seconds"]
         why = r["subject"][:50]
@@ -142,7 +145,8 @@ def text(res: dict, where: str) -> str:
         counts = f"{s['runs']}" if not (s["bad"] and s["good"]) else \
             f"{s['runs']}({s['bad']}b)"
         out.append(f"{s['step']:>4}  {r['label']:<12} {s['verdict']:<7} {counts:>4}  "
-                   f"{_s(sec['build']):>6} {_s(sec['boot']):>5} {_s(sec['workload']):>8}  {why}")
+                   f"{_s(sec['build']):>6} {_s(sec['boot']):>5} {_s(sec['workload']):>8} "
+                   f"{_s(sec.get('other')):>5}  {why}")
     out.append("")
     out.append(f"results: {where} (bisect.json, junit.xml, summary.json, a directory per step)")
     return "\n".join(out) + "\n"

@@ -46,7 +46,8 @@ def figures(name: str, res: dict, seconds: float) -> None:
         sec = s["seconds"]
         print(f"  {s['revision']['id']:>5} {s['verdict']:<5} build {sec['build']:6.1f}s "
               f"(make {sec['make']:5.1f}s) boot {sec['boot']:5.1f}s workload "
-              f"{sec['workload']:5.1f}s {'built' if s['built'] else 'cached'}")
+              f"{sec['workload']:5.1f}s other {sec['other']:5.1f}s total {sec['total']:6.1f}s "
+              f"{'built' if s['built'] else 'cached'}")
 
 
 @pytest.fixture(scope="module")

@@ -420,3 +420,24 @@ def test_workload_argument_parsing():
     assert driver.parse_workload_arg("gup_test:{size_mb: 1}") == {"gup_test": {"size_mb": 1}}
     with pytest.raises(UserError, match="not YAML"):
         driver.parse_workload_arg("fio:{a: [}")
+
+
+def test_a_runs_wall_time_is_split_into_build_boot_workload_and_the_rest(tmp_path):
+    art = tmp_path / "art"
+    art.mkdir()
+    (art / "metadata.json").write_text('{"make_seconds": 41.5, "tree_commit": "abc"}')
+    summary = {"suites": [{"properties": {"kernel_resolve_s": "60.0", "kernel_cache": "built",
+                                          "kernel_origin": str(art),
+                                          "kernel_release": "6.1.0"},
+                           "cases": [{"name": "apply", "classname": "kernel", "duration": 1},
+                                     {"name": "build", "classname": "kernel", "duration": 59},
+                                     {"name": "boot", "classname": "boot", "duration": 30.0},
+                                     {"name": "gup_test.pin-basic.anon",
+                                      "classname": "gup_test", "duration": 2.0},
+                                     {"name": "pin-balance", "classname": "gup_test",
+                                      "duration": 0.5}]}]}
+    secs, kernel = driver.timings(summary, 110.0)
+    assert secs == {"total": 110.0, "build": 60.0, "boot": 30.0, "workload": 2.5,
+                    "other": 17.5, "make": 41.5}
+    assert kernel == {"cache": "built", "release": "6.1.0", "artifact": str(art),
+                      "commit": "abc"}
