@@ -18,6 +18,7 @@ and `lab bisect --resume DIR` continues. An infrastructure error in a run
 
 from __future__ import annotations
 
+import fcntl
 import json
 import shutil
 import sys
@@ -228,10 +229,21 @@ class Bisection:
     # --- running ---------------------------------------------------------------
 
     def run(self) -> dict:
-        """Run until the search is done; returns the result (report.result)."""
+        """Run until the search is done; returns the result (report.result).
+        One lab at a time runs a bisection's directory."""
         st = self.state
         if st.status == Status.FINISHED and st.result is not None:
             return st.result
+        with open(self.dir / ".lock", "w") as lock:
+            try:
+                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                raise UserError(f"another lab bisect is running in {self.dir}",
+                                field="--resume") from None
+            return self._run()
+
+    def _run(self) -> dict:
+        st = self.state
         try:
             while True:
                 search = Search(self.revs.n, st.setup.policy, st.observations)

@@ -441,3 +441,15 @@ def test_a_runs_wall_time_is_split_into_build_boot_workload_and_the_rest(tmp_pat
                     "other": 17.5, "make": 41.5}
     assert kernel == {"cache": "built", "release": "6.1.0", "artifact": str(art),
                       "commit": "abc"}
+
+
+def test_one_lab_at_a_time_runs_a_bisection(tree, fragment, machines, tmp_path):
+    import fcntl
+    base = git(tree, "rev-parse", "HEAD").strip()
+    commits(tree, 2, bad_at=2)
+    b = Bisection.start(setup(tree, fragment, good=base, bad="master"), tmp_path / "b")
+    with open(b.dir / ".lock", "w") as held:
+        fcntl.flock(held, fcntl.LOCK_EX)
+        with pytest.raises(UserError, match="another lab bisect is running"):
+            Bisection.resume(b.dir).run()
+    assert b.run()["outcome"] == "found"
