@@ -223,8 +223,7 @@ class Bisection:
                                 f"{now.hash if now else 'none'}): start a new bisection",
                                 field="--resume")
             revs = Revisions("series", items, base, setup.series, state.series_hash, state.of)
-        state.save(directory)
-        return cls(directory, state, job, cell, revs, **kw)
+        return cls(directory, state, job, cell, revs, **kw)   # saved by run(), under its lock
 
     # --- running ---------------------------------------------------------------
 
