@@ -74,6 +74,7 @@ def main() -> int:
     ap.add_argument("--scale", type=float, default=5.0)
     ap.add_argument("-o", "--output", help="run directory (default: a temp dir)")
     a = ap.parse_args()
+    from lab.errors import LabError
     from lab.job import load_job
     from lab.runner import run_job
     data = scale_job(yaml.safe_load(Path(a.job).read_text()), a.scale, a.kernel)
@@ -82,7 +83,11 @@ def main() -> int:
     job_file.write_text(yaml.safe_dump(data, sort_keys=False))
     out = Path(a.output) if a.output else tmp / "run"
     start = time.monotonic()
-    code = run_job(load_job(job_file), out, live=False)
+    try:
+        code = run_job(load_job(job_file), out, live=False)
+    except LabError as e:
+        print(f"pin_verdicts: {e}", file=sys.stderr)
+        return e.exit_code
     elapsed = time.monotonic() - start
     summary = json.loads((out / "summary.json").read_text())
     counts = {"balanced": 0, "held": 0, "leak": 0, "other": 0}

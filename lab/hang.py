@@ -372,6 +372,9 @@ def run_watched(guest, machine, cmd: str, *, timeout: float, grace: float = 5.0,
     start = time.monotonic()
     worker.start()
     first_seen = None
+    reported: set[int] = set()
+    before: dict | None = None
+    plain = unscoped(guest)
     paused = getattr(machine, "paused_reason", lambda: None)
     next_pause_check = start + PAUSE_CHECK
     while True:
@@ -386,12 +389,32 @@ def run_watched(guest, machine, cmd: str, *, timeout: float, grace: float = 5.0,
         text = _console_from(machine, offset)
         new = hung_pids(text) - known
         if new and first_seen is None:
-            first_seen = time.monotonic()
+            first_seen, reported = time.monotonic(), new
+            before = _moves(plain, reported)
         if first_seen is not None and time.monotonic() - first_seen >= grace:
-            raise HungTaskDetected(["guest$", cmd], time.monotonic() - start, new, text)
+            after = _moves(plain, reported)
+            if before is not None and after is not None and not any(
+                    before.get(p) == after.get(p) and after[p][0] == "D" for p in reported
+                    if p in after):
+                # every reported task was scheduled again meanwhile (or is gone):
+                # a long wait that is moving, not a stuck one; keep waiting
+                known |= reported
+                first_seen = None
+                continue
+            raise HungTaskDetected(["guest$", cmd], time.monotonic() - start, reported, text)
     if "error" in box:
         raise box["error"]
     return box["result"]
+
+
+def _moves(guest, pids: set[int]) -> dict[int, tuple[str, int]] | None:
+    """{pid: (state, context switches)} of the tasks still there; None when
+    the guest cannot say."""
+    from .guest.scope import task_states
+    try:
+        return {p: (t.state, t.switches) for p, t in task_states(guest, list(pids))[1].items()}
+    except Exception:  # noqa: BLE001 - then the report is trusted
+        return None
 
 
 def _snapshot(guest) -> dict[int, tuple[str, int]] | None:
@@ -452,6 +475,13 @@ def tag(exc: CommandTimeout, case_name: str) -> CommandTimeout:
     """Name the testcase a timeout belongs to (else the workload's name is used)."""
     if not getattr(exc, "case_name", None):
         exc.case_name = case_name
+    return exc
+
+
+def keep(exc: BaseException, done: list) -> BaseException:
+    """Attach the cases a workload finished before `exc` (say, ext4's before
+    xfs hung): the runner records them along with the investigated one."""
+    exc.partial = list(done) + list(getattr(exc, "partial", []))
     return exc
 
 

@@ -50,6 +50,7 @@ from . import validate
 from .errors import UserError
 from .image.recipe import find_recipe
 from .latency import DEFAULT_BOUND_S
+from .paths import JOBS, find_job
 from .validate import show
 
 TOP_KEYS = ("name", "description", "kernel", "kernels", "variants", "matrix", "repeat",
@@ -648,8 +649,10 @@ def _load_yaml(text: str, *, file: str):
 
 
 def load_job(path: str | Path) -> Job:
-    p = Path(path)
-    file = str(path)
+    """A job file by path, or by name (`smoke`, `jobs/smoke.yaml` from any
+    directory): $LAB_JOBS_DIR's jobs, then lab's (lab.paths.find_job)."""
+    p = find_job(path)
+    file = str(p)
     try:
         with open(p, "rb") as f:
             raw = f.read(MAX_FILE_BYTES + 1)
@@ -658,7 +661,9 @@ def load_job(path: str | Path) -> Job:
                             "most 1 MiB", file=file)
         text = raw.decode("utf-8")
     except FileNotFoundError:
-        raise UserError("no such job file", file=file) from None
+        raise UserError(f"no such job file; valid: a path to one, or the name of a job in "
+                        f"{JOBS.where()}: {', '.join(JOBS.names()) or '(none)'}",
+                        file=file) from None
     except (IsADirectoryError, UnicodeDecodeError, PermissionError) as e:
         raise UserError(f"cannot read job file: {e}", file=file) from None
     data = _load_yaml(text, file=file)

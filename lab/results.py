@@ -78,12 +78,13 @@ class CaseResult:
     output: str = ""             # what the case printed (stdout of the workload)
     properties: dict[str, str] = field(default_factory=dict)
     kind: str = CaseKind.NONE    # a CaseKind, or a lab.kernellog.Kind for kernel findings
+    started: str = ""            # when it began (ISO 8601, UTC), set when it is recorded
 
     def to_dict(self) -> dict:
         return {
             "name": self.name, "classname": self.classname, "status": self.status.value,
             "duration": round(self.duration, 3), "message": self.message, "kind": str(self.kind),
-            "properties": dict(self.properties),
+            "started": self.started, "properties": dict(self.properties),
         }
 
 

@@ -23,14 +23,14 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable
 
-from . import checks, hang, latency, proc
+from . import checks, hang, latency, pintrace, proc
 from .errors import CommandTimeout, InfraError, LabError, UserError
 from .guest.base import GuestPaused, GuestUnreachable
 from .guest.scope import Scope, ScopedGuest
 from .image.build import Image, cached as cached_image, ensure as ensure_image
 from .image.recipe import load_recipe
 from .job import Job, KernelKind, KernelSpec
-from .kernel.artifact import KernelArtifact, distro_kernel
+from .kernel.artifact import KernelArtifact, distro_kernel, identity
 from .matrix import Cell, Unit, expand, select, units as make_units
 from .paths import free_space, runs_dir
 from .progress import Progress
@@ -338,6 +338,7 @@ def _run_cell(unit: Unit, env: RunEnv, suite: SuiteResult, udir: Path, say) -> N
     if kernel is None:
         return  # the apply/build cases already say why
     image, image_built, image_s = _image(env, say)
+    suite.properties.update(identity(kernel))
     suite.properties.update({"kernel_release": kernel.release, "kernel_origin": kernel.origin,
                              "image": image.name, "image_hash": image.key,
                              "image_cache": "built" if image_built else "hit",
@@ -555,7 +556,7 @@ def _run_workload(i, entry, machine, kernel, out: Path, store: RunStore, suite: 
                 raise Cancelled(f"interrupted during {entry.name}") from None
             raise
     except CommandTimeout as e:
-        cases = [hang.investigate(ctx, e, cursor, entry.case)]
+        cases = list(getattr(e, "partial", [])) + [hang.investigate(ctx, e, cursor, entry.case)]
         investigated = True
     except GuestPaused as e:
         after, why = After.STOP, str(e).splitlines()[0]
@@ -600,8 +601,13 @@ def _run_workload(i, entry, machine, kernel, out: Path, store: RunStore, suite: 
             scope.kill_all()
         failed = any(c.status in (Status.FAILED, Status.ERROR) for c in cases)
         if any(c.status is not Status.SKIPPED for c in cases):
-            store.add(suite, checks.pin_case(guest, pins, entry.name, scope=scope,
-                                             workload_failed=failed))
+            pin = checks.pin_case(guest, pins, entry.name, scope=scope, workload_failed=failed)
+            # a leak: run the workload again with pin tracing to name its call sites
+            pin, alive = pintrace.follow_up(pin, cases, ctx,
+                                            lambda c: lookup(entry.name)(entry.options).run(c))
+            store.add(suite, pin)
+            if not alive:
+                raise GuestUnreachable("the guest stopped answering during the traced rerun")
         survivors = scope.tasks()
         deadlocked = [c for c in cases if c.kind in (CaseKind.DEADLOCK, CaseKind.PANIC,
                                                      CaseKind.UNREACHABLE)]

@@ -1,6 +1,7 @@
 """The run directory: results are written as each case ends, atomically, so
-an interrupted or crashed run still leaves valid junit.xml and summary.json
-for everything that finished."""
+an interrupted or crashed run still leaves valid junit.xml (and
+junit-properties.xml, the same with each case's properties as data) and
+summary.json for everything that finished."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import shutil
 import tempfile
 import threading
 import time
+from datetime import datetime, timezone
 from pathlib import Path
 
 from . import junit
@@ -81,14 +83,21 @@ class RunStore:
         self.flush()
 
     def suite(self, name: str, properties: dict | None = None) -> SuiteResult:
+        # with its UTC offset: Jenkins reads a time without one as UTC
         s = SuiteResult(name, dict(properties or {}),
-                        timestamp=time.strftime("%Y-%m-%dT%H:%M:%S"))
+                        timestamp=datetime.now().astimezone().isoformat(timespec="seconds"))
         with self._lock:
             self.suites.append(s)
             self.flush()
         return s
 
     def add(self, suite: SuiteResult, *cases: CaseResult) -> None:
+        """Record cases that have just ended (their start: now - duration)."""
+        now = time.time()
+        for c in cases:
+            if not c.started:
+                c.started = datetime.fromtimestamp(now - max(c.duration, 0.0), timezone.utc
+                                                   ).isoformat(timespec="milliseconds")
         with self._lock:
             suite.cases.extend(cases)
             self.flush()
@@ -103,7 +112,9 @@ class RunStore:
 
     def flush(self) -> None:
         with self._lock:
-            write_atomic(self.out / "junit.xml", junit.render(self.suites))
+            write_atomic(self.out / junit.FILE, junit.render(self.suites))
+            write_atomic(self.out / junit.PROPERTIES_FILE,
+                         junit.render(self.suites, case_properties=True))
             write_atomic(self.out / "summary.json", json.dumps(self.summary(), indent=1))
 
     def finish(self, state: RunState = RunState.FINISHED, exit_code: int | None = None) -> int:

@@ -11,11 +11,11 @@ import signal
 import sys
 
 from ..errors import EXIT_BAD_INPUT, EXIT_INFRA, LabError
+from .helptext import EXIT_INTERRUPTED, main_epilog, version
 
-EXIT_INTERRUPTED = 130
 # Modules that add their own subcommands through register(subparsers).
 COMMAND_MODULES = ("lab.cli.core", "lab.cli.dmesg", "lab.cli.kernel", "lab.cli.report",
-                   "lab.cli.bisect")
+                   "lab.cli.export", "lab.cli.bisect")
 
 
 class _Parser(argparse.ArgumentParser):
@@ -26,7 +26,9 @@ class _Parser(argparse.ArgumentParser):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = _Parser(prog="lab", description="QEMU integration test lab for patched Linux kernels")
+    p = _Parser(prog="lab", description="QEMU integration test lab for patched Linux kernels",
+                epilog=main_epilog(), formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--version", action="version", version=version())
     sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
     for name in COMMAND_MODULES:
         importlib.import_module(name).register(sub)

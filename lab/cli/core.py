@@ -11,12 +11,30 @@ from pathlib import Path
 from .. import validate
 from ..errors import UserError
 from ..store import prepare_output
+from .helptext import boot_epilog, para, run_epilog
+
+
+def output_option(p: argparse.ArgumentParser, text: str = "") -> None:
+    """-o/--output DIR, the one spelling of the results directory of every
+    subcommand that writes one; --out, test-patch's old spelling, still works
+    (hidden)."""
+    p.add_argument("-o", "--output", metavar="DIR", help=text or (
+        "results directory (default: a new <date>-<job> directory under $LAB_RUNS_DIR, "
+        "else ./runs)"))
+    p.add_argument("--out", dest="output", help=argparse.SUPPRESS)
 
 
 def register(sub) -> None:
-    p = sub.add_parser("run", help="run a job file: boot, run workloads, write JUnit")
-    p.add_argument("job", help="job file (YAML), e.g. jobs/smoke.yaml")
-    p.add_argument("-o", "--output", help="result directory (default runs/<id>)")
+    p = sub.add_parser("run", help="run a job file: boot, run workloads, write JUnit",
+                       description=para("Run a job's cells: build or find each kernel and "
+                                        "the image, boot, run the workloads and the checks "
+                                        "after each, write junit.xml, junit-properties.xml "
+                                        "and summary.json after every case, compare with the "
+                                        "baseline cell and the previous run."),
+                       epilog=run_epilog(), formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("job", help="job file (YAML) or the name of one, e.g. jobs/smoke.yaml or "
+                               "smoke")
+    output_option(p)
     p.add_argument("--dry-run", action="store_true", help="print the qemu argv and exit")
     p.add_argument("--cell", action="append", metavar="ID",
                    help="run only this cell (repeatable); ids from `lab matrix JOB --list`")
@@ -33,7 +51,10 @@ def register(sub) -> None:
     p.add_argument("--shard", metavar="I/N", help="only shard I of N")
     p.set_defaults(func=cmd_matrix)
 
-    p = sub.add_parser("boot", help="boot a kernel and open a shell or run one command")
+    p = sub.add_parser("boot", help="boot a kernel and open a shell or run one command",
+                       description="Boot a kernel with lab's image, then an interactive SSH "
+                                   "shell (--shell) or one command (-- CMD...).",
+                       epilog=boot_epilog(), formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--kernel", default="distro",
                    help="'distro', 'distro:RELEASE' or a `lab build` artifact dir")
     p.add_argument("--image", default="debian-bookworm", help="image recipe name or path")
@@ -45,14 +66,15 @@ def register(sub) -> None:
     p.add_argument("--timeout", type=float, default=180, help="boot timeout, seconds")
     p.add_argument("--shell", action="store_true", help="interactive SSH shell")
     p.add_argument("--dry-run", action="store_true", help="print the qemu argv and exit")
-    p.add_argument("-o", "--output", help="directory for console.log (default: a temp dir)")
+    output_option(p, "directory for console.log and qemu.cmdline (default: a new "
+                     "temporary directory)")
     p.add_argument("cmd", nargs=argparse.REMAINDER, help="-- CMD...: run it, exit with its status")
     p.set_defaults(func=cmd_boot)
 
     p = sub.add_parser("image", help="guest images")
     isub = p.add_subparsers(dest="image_cmd", required=True)
     b = isub.add_parser("build", help="build (or find cached) an image from images/NAME.yaml")
-    b.add_argument("name", help="recipe name or path")
+    b.add_argument("name", help="recipe name (in $LAB_IMAGES_DIR or lab's images) or path")
     b.add_argument("--force", action="store_true", help="rebuild even when cached")
     b.set_defaults(func=cmd_image_build)
 

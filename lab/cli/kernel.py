@@ -8,9 +8,10 @@ import sys
 from pathlib import Path
 
 from ..errors import EXIT_OK, EXIT_TESTS_FAILED, UserError
-from ..paths import PROJECT_ROOT
+from ..paths import JOBS, find_job
 from ..kernel.outcome import StepState
 from ..kernel.spec import DEFAULT_FRAGMENTS, BuildSpec, check_upto
+from .core import output_option
 
 DEFAULT_JOBS = ("jobs/gup.yaml", "jobs/smoke.yaml")
 
@@ -34,9 +35,9 @@ def register(subparsers) -> None:
                     f"({' or '.join(DEFAULT_JOBS)}) with it; JUnit includes the apply and "
                     "build cases.")
     _source_args(t)
-    t.add_argument("--job", type=Path, help="workload job file (default: "
+    t.add_argument("--job", help="workload job file or job name (default: "
                    f"{' if it exists, else '.join(DEFAULT_JOBS)})")
-    t.add_argument("-o", "--out", type=Path, help="results directory (default runs/<id>)")
+    output_option(t)
     t.add_argument("--no-progress", action="store_true", help="no live progress display")
     t.set_defaults(func=test_patch_handler)
 
@@ -54,7 +55,8 @@ def _source_args(p: argparse.ArgumentParser) -> None:
                    help="apply only patches 1..N of the series, on purpose (e.g. to bisect "
                         "inside it); without it a series with missing patches is refused")
     p.add_argument("--fragment", action="append", metavar="F",
-                   help="config fragment: a name in kernels/fragments or a path "
+                   help="config fragment: a name ($LAB_FRAGMENTS_DIR's, then lab's "
+                        "kernels/fragments) or a path "
                         f"(default: {' '.join(DEFAULT_FRAGMENTS)})")
 
 
@@ -131,12 +133,14 @@ def build_handler(args) -> int:
 
 
 def default_job() -> Path:
+    """jobs/gup.yaml (else jobs/smoke.yaml) in the current directory, else the
+    job of that name in $LAB_JOBS_DIR or lab's jobs."""
     for rel in DEFAULT_JOBS:
-        for base in (Path.cwd(), PROJECT_ROOT):
-            if (base / rel).exists():
-                return base / rel
-    raise UserError(f"no default job: none of {', '.join(DEFAULT_JOBS)} exists; give --job",
-                    field="--job")
+        p = find_job(rel)
+        if p.is_file():
+            return p
+    raise UserError(f"no default job: none of {', '.join(DEFAULT_JOBS)} exists here or in "
+                    f"{JOBS.where()}; give --job", field="--job")
 
 
 def test_patch_handler(args) -> int:
@@ -155,4 +159,4 @@ def test_patch_handler(args) -> int:
     job = load_job(job_path)          # bad job files fail before the long build
     plan(spec)                        # and so do a bad series or fragment
     job = job.with_kernel(KernelSpec(KernelKind.BUILD, build=spec), name="patched")
-    return run_job(job, args.out)
+    return run_job(job, Path(args.output) if args.output else None)

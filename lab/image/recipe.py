@@ -10,7 +10,7 @@ from pathlib import Path
 import yaml
 
 from ..errors import UserError
-from ..paths import images_dir
+from ..paths import IMAGES
 
 # Bump when the way an image is assembled changes, so caches are rebuilt.
 BUILD_VERSION = "4"
@@ -45,15 +45,17 @@ class Recipe:
 
 
 def find_recipe(name_or_path: str, *, file: str = "", field: str = "image") -> Path:
+    """A recipe by path (NAME.yaml that exists) or by name, looked up in
+    $LAB_IMAGES_DIR's directories, then lab's images."""
     p = Path(name_or_path)
-    if p.suffix in (".yaml", ".yml") and p.exists():
+    if p.suffix in (".yaml", ".yml") and p.is_file():
         return p
-    cand = images_dir() / f"{name_or_path}.yaml"
-    if cand.exists():
-        return cand
-    valid = sorted(q.stem for q in images_dir().glob("*.yaml"))
-    raise UserError(f"no image recipe '{name_or_path}'; valid: {', '.join(valid) or '(none)'} "
-                    f"(recipes live in {images_dir()})", file=file, field=field)
+    found = IMAGES.find(name_or_path)
+    if found:
+        return found
+    raise UserError(f"no image recipe '{name_or_path}'; valid: "
+                    f"{', '.join(IMAGES.names()) or '(none)'}, or a path to NAME.yaml "
+                    f"(names are looked up in {IMAGES.where()})", file=file, field=field)
 
 
 def load_recipe(name_or_path: str, *, file: str = "", field: str = "image") -> Recipe:

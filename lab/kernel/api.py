@@ -191,7 +191,12 @@ def _build_locked(p: BuildPlan, progress: bool) -> BuildOutcome:
         "reproduce": {"lab": reproducer(spec, tree, fragments)},
     }
     if series:
+        pdir = adir / "patches"
+        pdir.mkdir(parents=True, exist_ok=True)
+        for i, patch in enumerate(series.patches, 1):     # the patchset, as applied
+            (pdir / f"{i:04d}.patch").write_bytes(patch.raw)
         meta["series"] = {"hash": series.hash, "subjects": series.subjects,
+                          "patchset_hash": series.patchset_hash,
                           "sources": list(series.sources), "cover": series.cover,
                           "upto": spec.series_upto, "of": series.of}
     meta_path = adir / "metadata.json"

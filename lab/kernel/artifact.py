@@ -92,3 +92,35 @@ def distro_kernel(release: str | None = None, boot: Path = Path("/boot"),
     return KernelArtifact(image=image, release=rel, modules_dir=modules_root / rel,
                           origin="distro", config=cfg if cfg.exists() else None,
                           system_map=sm if sm.exists() else None)
+
+
+def identity(kernel: KernelArtifact) -> dict[str, str]:
+    """What identifies a kernel for results and KernelCI (KCIDB): the tree,
+    commit, series (patchset) hash and subjects, configuration key, compiler
+    and build log of a `lab build` artifact (from its metadata.json); the
+    release for a distro kernel. Keys without a value are left out."""
+    if kernel.origin == "distro":
+        return {"kernel_tree": "debian", "kernel_commit_name": kernel.release}
+    try:
+        meta = json.loads((Path(kernel.origin) / "metadata.json").read_text())
+    except (OSError, ValueError):
+        return {}
+    src = meta.get("source") if isinstance(meta.get("source"), dict) else {}
+    series = meta.get("series") if isinstance(meta.get("series"), dict) else {}
+    log = Path(kernel.origin) / "build.log"
+    out = {
+        "kernel_tree": str(src.get("origin") or meta.get("repository") or ""),
+        "kernel_source_kind": str(src.get("kind") or ""),
+        "kernel_commit": str(meta.get("commit") or ""),
+        "kernel_series_hash": str(series.get("hash") or ""),
+        "kernel_series_subjects": "\n".join(series.get("subjects") or []),
+        "kernel_patchset_hash": str(series.get("patchset_hash") or ""),
+        "kernel_config_key": str(meta.get("config_key") or meta.get("config_hash") or ""),
+        "kernel_fragments": ",".join(map(str, meta.get("fragments") or [])),
+        "kernel_compiler": str(meta.get("compiler") or ""),
+        "kernel_artifact_key": str(meta.get("key") or ""),
+        "kernel_build_log": str(log) if log.exists() else "",
+        "kernel_build_started": str(meta.get("started") or ""),
+        "kernel_build_s": str(meta.get("make_seconds") or ""),
+    }
+    return {k: v for k, v in out.items() if v}

@@ -1,5 +1,6 @@
-"""Kernel configs: a base (defconfig + kvm_guest.config) merged with lab's
-fragments (kernels/fragments/*.config), completed by olddefconfig, then
+"""Kernel configs: a base (defconfig + kvm_guest.config) merged with config
+fragments (by name: $LAB_FRAGMENTS_DIR's, then lab's kernels/fragments; or
+by path), completed by olddefconfig, then
 checked: every symbol a fragment asks for must have the value it asked for,
 and one that was dropped is reported by name, file and line.
 
@@ -16,10 +17,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import InfraError, UserError
-from ..paths import PROJECT_ROOT
+from ..paths import FRAGMENTS, data_path
 from .kbuild import KBuild
 
-FRAGMENTS_DIR = PROJECT_ROOT / "kernels" / "fragments"
+FRAGMENTS_DIR = FRAGMENTS.builtin    # lab's own fragments
 # the base config: kbuild targets run in order before the fragments are merged
 BASE_TARGETS = ("defconfig", "kvm_guest.config")
 CONFIG_TIMEOUT = 900
@@ -173,19 +174,22 @@ def config_key(fragments: list[Fragment], base: tuple[str, ...] = BASE_TARGETS) 
 # --- fragments on disk -----------------------------------------------------
 
 def available() -> list[str]:
-    return sorted(p.stem for p in FRAGMENTS_DIR.glob("*.config"))
+    return FRAGMENTS.names()
 
 
 def load_fragment(name: str, *, file: str = "", field: str = "fragments") -> Fragment:
-    """A fragment by name ('lab' -> kernels/fragments/lab.config) or by path."""
+    """A fragment by name ('lab' -> lab.config in $LAB_FRAGMENTS_DIR's
+    directories, then in lab's kernels/fragments) or by path."""
     p = Path(name).expanduser()
+    by_name = None
     if not (p.suffix == ".config" or os.sep in name) or not p.is_file():
-        cand = FRAGMENTS_DIR / f"{name}.config"
-        if cand.exists():
-            p = cand
+        by_name = FRAGMENTS.find(name)
+        if by_name:
+            p = by_name
         elif not p.is_file():
             raise UserError(f"unknown config fragment '{name}' (valid: "
-                            f"{', '.join(available())}, or a path to a .config fragment)",
+                            f"{', '.join(available())}, or a path to a .config fragment; "
+                            f"names are looked up in {FRAGMENTS.where()})",
                             file=file or None, field=field)
     try:
         text = p.read_text()
@@ -193,12 +197,13 @@ def load_fragment(name: str, *, file: str = "", field: str = "fragments") -> Fra
         raise UserError(f"cannot read config fragment {p}: {e.strerror}",
                         file=file or None, field=field) from e
     shown = display_path(p)
-    return Fragment(name=p.stem if in_fragments_dir(p) else shown, path=p, text=text,
-                    assignments=parse_fragment(text, shown))
+    return Fragment(name=p.stem if by_name or in_fragments_dir(p) else shown, path=p,
+                    text=text, assignments=parse_fragment(text, shown))
 
 
 def in_fragments_dir(p: Path) -> bool:
-    """A file of kernels/fragments, however the path to it was spelled."""
+    """A file of lab's own kernels/fragments, however the path to it was
+    spelled."""
     return p.resolve().parent == FRAGMENTS_DIR.resolve()
 
 
@@ -207,10 +212,9 @@ def load_fragments(names: tuple[str, ...] | list[str], **kw) -> list[Fragment]:
 
 
 def display_path(p: Path) -> str:
-    try:
-        return str(p.resolve().relative_to(PROJECT_ROOT))
-    except ValueError:
-        return str(p)
+    """kernels/fragments/NAME.config for lab's own fragments (wherever lab is
+    installed), the path as given for any other."""
+    return data_path(p) or str(p)
 
 
 # --- effects: kbuild --------------------------------------------------------

@@ -21,6 +21,7 @@ import itertools
 from pathlib import Path
 
 from ..errors import UserError
+from ..paths import PACKAGE_DIR
 from . import build as b
 from .config import (
     BASE_TARGETS,
@@ -47,6 +48,10 @@ def _spellings(f: Fragment) -> list[Spelling]:
     if in_fragments_dir(f.path):
         out.append((f.path.stem, f.assignments))
     out.append((display_path(f.path), f.assignments))
+    try:    # the old loader showed a checkout's files relative to the checkout
+        out.append((str(f.path.resolve().relative_to(PACKAGE_DIR.parent)), f.assignments))
+    except ValueError:
+        pass
     mine = {a.symbol: a.value for a in f.assignments}
     for path in sorted(FRAGMENTS_DIR.glob("*.config")):
         try:

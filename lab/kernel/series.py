@@ -70,6 +70,14 @@ class Series:
         return [p.label for p in self.patches]
 
     @property
+    def patchset_hash(self) -> str:
+        """KernelCI's (KCIDB) patchset hash: the sha256 of the newline-terminated
+        sha256 hex digests of each patch as applied, in order
+        (`sha256sum *.patch | cut -c-64 | sha256sum`)."""
+        lines = "".join(hashlib.sha256(p.raw).hexdigest() + "\n" for p in self.patches)
+        return hashlib.sha256(lines.encode()).hexdigest()
+
+    @property
     def prefix(self) -> str:
         """'patches 1..2 of 4' when only a prefix is applied, else ''."""
         if self.of > len(self.patches):

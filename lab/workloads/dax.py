@@ -75,8 +75,11 @@ def judge(name: str, res: dict | None, *, rc: int | None, duration: float,
                f"{'ok' if fin['first_bad_offset'] < 0 and fin['punch_ok'] else 'BAD'}")
     if t["stuck"]:
         return CaseResult(name, Status.FAILED, duration, kind=CaseKind.DEADLOCK, output=summary,
-                          message=f"a truncate/punch did not complete in {t['longest_op_s']}s "
-                                  "while pages of the file were pinned", properties=props)
+                          message=f"a truncate/punch did not complete in {t['longest_op_s']}s: "
+                                  "it was still waiting long after the pinners had stopped and "
+                                  "no page of the file was referenced any more"
+                                  + (f" ({t['kicks']} signal(s) sent)" if t.get("kicks") else ""),
+                          properties=props)
     if t.get("lost_wakeups"):
         stack = t.get("slow_op_stack", "")
         site = stack.split("]", 1)[1].split("+", 1)[0].strip() if "]" in stack else "?"
@@ -90,7 +93,8 @@ def judge(name: str, res: dict | None, *, rc: int | None, duration: float,
                                   "of the file was referenced any more):\n" + stack,
                           properties=props)
     if t["blocked_by_registered_mapping_s"]:
-        return CaseResult(name, Status.FAILED, duration, kind=CaseKind.DEADLOCK, output=summary,
+        # it completed once the pin went away: a stall bounded by the pin's life
+        return CaseResult(name, Status.FAILED, duration, kind=CaseKind.STALL, output=summary,
                           message=f"truncate blocked {t['blocked_by_registered_mapping_s']}s "
                                   "behind the io_uring registration of the fsdax mapping (it "
                                   "completed only once the buffers were unregistered)",
@@ -132,7 +136,8 @@ class Dax(Workload):
         "chunk_kb": Option(int, 64, "bytes per read, KiB (multiple of 4)", minimum=4,
                            maximum=1 << 20),
         "uring": Option(bool, True, "also pin with io_uring fixed buffers"),
-        "stuck_after": Option(float, 20.0, "seconds a truncate may take before it is stuck",
+        "stuck_after": Option(float, 20.0, "seconds a truncate may keep waiting after the "
+                              "pinners stopped before it is stuck (a deadlock)",
                               minimum=1, maximum=MAX_SECONDS),
         "kick_after": Option(float, 2.0, "seconds a truncate may keep waiting once nothing "
                              "references the file's pages before a signal restarts it (a "
@@ -155,7 +160,10 @@ class Dax(Workload):
         helper = install_helper(ctx, g)
         cases: list[CaseResult] = []
         for fs in o["filesystems"]:
-            cases += self._fs(ctx, g, fs, dev, helper)
+            try:
+                cases += self._fs(ctx, g, fs, dev, helper)
+            except CommandTimeout as e:
+                raise hang.keep(e, cases)
         return cases
 
     def _fs(self, ctx, g, fs: str, dev: str, helper: str) -> list[CaseResult]:
@@ -203,7 +211,7 @@ class Dax(Workload):
                               stuck_after=o["stuck_after"], kick_after=o["kick_after"])
         start = time.monotonic()
         p = GuestProc(g, "pinstress", shlex.join(argv), wdir).start()
-        budget = o["seconds"] + 2 * o["stuck_after"] + 90
+        budget = o["seconds"] + 4 * o["stuck_after"] + 90     # pinstress's own cap + margin
         finished = g.run(f"i=0; until [ -e {p.rc_file} ] || grep -q '^{{' {wdir}/pinstress.out"
                          f" 2>/dev/null; do i=$((i+1)); [ $i -gt {budget * 5} ] && exit 1; "
                          "sleep 0.2; done", timeout=budget + 60, watch=True).ok

@@ -90,7 +90,10 @@ class Fio(Workload):
             elif run.target == "nvme" and mounted:
                 unmount(g, MNT)
                 mounted = None
-            cases.append(self._one(ctx, g, run, per_run))
+            try:
+                cases.append(self._one(ctx, g, run, per_run))
+            except CommandTimeout as e:
+                raise hang.keep(e, cases)     # no cleanup: the runner investigates
         if mounted:
             unmount(g, MNT)
         return cases

@@ -140,6 +140,10 @@ class GupTest(Workload):
                 if mounted:
                     unmount(g, MNT)
                     mounted = False
+        except CommandTimeout as e:
+            # no cleanup (an unmount could hang too): the runner investigates
+            mounted = False
+            raise hang.keep(e, cases)
         finally:
             if mounted:
                 unmount(g, MNT)

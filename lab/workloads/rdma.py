@@ -126,7 +126,10 @@ class Rdma(Workload):
         cases = []
         for t in o["targets"]:
             # a timeout propagates without cleanup: the runner investigates first
-            cases.append(self._target(ctx, g, t, helper))
+            try:
+                cases.append(self._target(ctx, g, t, helper))
+            except CommandTimeout as e:
+                raise hang.keep(e, cases)
         g.run(f"rdma link delete {RXE} 2>/dev/null; true", timeout=60)
         return cases
 
@@ -190,7 +193,17 @@ class Rdma(Workload):
         if dax:
             verdict = self._dax_truncate(g, name, wdir, mr, client)
             if verdict is not None and verdict.status is not Status.PASSED:
+                t0 = time.monotonic()
                 self._stop(g, client, server, fsync)
+                # stall or deadlock: does the truncate complete once the
+                # processes holding the MRs (the pins) are gone?
+                if wait_files(g, [f"{wdir}/truncate.rc"], timeout=ctx.recovery):
+                    verdict.kind = CaseKind.STALL
+                    verdict.message += (f"; it completed {time.monotonic() - t0:.1f}s after "
+                                        "the MR holders were ended: a stall")
+                else:
+                    verdict.message += (f"; it did not complete within {ctx.recovery:g}s after "
+                                        "the MR holders were ended: a deadlock")
                 fetch(g, wdir, ctx.outdir / name)
                 return verdict
             truncate_note = verdict.output if verdict else ""

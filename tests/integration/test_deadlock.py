@@ -61,7 +61,7 @@ def test_stall_deadlock_held_pins_and_a_fresh_boot(image, tmp_path):
             {"name": "shell", "options": {"case": "after",
                                           "command": "cat /proc/uptime; ! pgrep -x pinhold"}},
             {"name": "shell", "timeout": 4, "options": {"case": "slow", "command": "sleep 30"}},
-            {"name": "shell", "options": {"case": "after-slow", "command": "! pgrep -f 'sleep 30'"}},
+            {"name": "shell", "options": {"case": "after-slow", "command": "! pgrep -f '^sleep 30$'"}},
         ],
     }
     code, summary, out, elapsed = _run(tmp_path, job)

@@ -405,7 +405,7 @@ def test_a_slow_fsync_under_the_hung_task_timeout_is_a_failed_stall(tmp_path, fa
     xml = ET.parse(tmp_path / "out" / "junit.xml")
     [tc] = [t for t in xml.iter("testcase") if t.get("name") == "rdma.ext4.fsync-latency"]
     failure = tc.find("failure")
-    assert tc.get("classname") == "rdma" and failure.get("type") == "stall"
+    assert tc.get("classname") == "default.rdma" and failure.get("type") == "stall"
     assert failure.get("message") == f"[stall] {stall['message']}"
 
 
@@ -443,3 +443,24 @@ def test_a_latency_far_above_the_baselines_fails_the_series_in_junit(tmp_path, f
     xml = ET.parse(tmp_path / "out" / "junit.xml")
     [tc] = [t for t in xml.iter("testcase") if t.get("name") == reg["name"]]
     assert tc.find("failure").get("type") == "stall"
+
+
+def test_cases_a_workload_finished_before_it_hung_are_kept(tmp_path, fake_lab, monkeypatch):
+    """dax on ext4 then xfs: ext4's cases are results even when xfs hangs."""
+    from lab import hang
+    from lab.errors import CommandTimeout
+    from lab.results import CaseResult
+    from lab.workloads.shell import Shell
+    real = Shell.run
+
+    def run_or_hang(self, ctx):
+        if self.opts["case"] == "two":
+            done = [CaseResult("two.ext4", Status.PASSED, 1.0)]
+            raise hang.keep(hang.tag(CommandTimeout(["ssh", "x"], 1.0), "two.xfs"), done)
+        return real(self, ctx)
+    monkeypatch.setattr(Shell, "run", run_or_hang)
+    code, s = run(single(tmp_path), tmp_path)
+    got = cases(s)
+    assert ("two.ext4", "passed", "") in got
+    assert any(n == "two.xfs" and st == "failed" for n, st, _ in got)
+    assert ("three", "passed", "") in got

@@ -164,12 +164,37 @@ def test_run_watched_stops_early_on_a_new_hung_task(tmp_path):
         time.sleep(30)
         return Result(("sh",), 0, "", "", 30)
     g = FakeGuest([("dd", slow)])
+    # the reported task is still in D state, not scheduled, after the grace period
+    g.answer(r"^cat /proc/uptime", stdout="10.0 1.0\n/proc/270/status:Name:\tdd\n"
+             "/proc/270/status:State:\tD (disk sleep)\n"
+             "/proc/270/status:voluntary_ctxt_switches:\t7\n")
     threading.Timer(0.3, m.append, args=(HUNG,)).start()
     start = time.monotonic()
     with pytest.raises(hang.HungTaskDetected) as ei:
         hang.run_watched(g, m, "dd if=/dev/zero of=/mnt/f", timeout=60, grace=0.5, poll=0.1)
     assert time.monotonic() - start < 5
     assert ei.value.pids == {270} and isinstance(ei.value, CommandTimeout)
+
+
+def test_run_watched_keeps_waiting_when_the_reported_task_moves_again(tmp_path):
+    """A hung-task report for a task that is scheduled again within the grace
+    period (a long wait that ends, a lock handed over) does not cut the
+    workload short: the command's own result comes back."""
+    m = FakeMachine(tmp_path / "console.log")
+    switches = iter(range(7, 100))
+
+    def states(cmd):
+        return Result(("sh",), 0, "10.0 1.0\n/proc/270/status:Name:\tdd\n"
+                      "/proc/270/status:State:\tD (disk sleep)\n"
+                      f"/proc/270/status:voluntary_ctxt_switches:\t{next(switches)}\n", "", 0)
+
+    def done_later(cmd):
+        time.sleep(2.0)
+        return Result(("sh",), 0, "done\n", "", 2.0)
+    g = FakeGuest([("dd", done_later), (r"^cat /proc/uptime", states)])
+    threading.Timer(0.2, m.append, args=(HUNG,)).start()
+    r = hang.run_watched(g, m, "dd if=/dev/zero of=/mnt/f", timeout=60, grace=0.5, poll=0.1)
+    assert r.stdout == "done\n"
 
 
 def test_run_watched_returns_the_result_and_ignores_old_reports(tmp_path):

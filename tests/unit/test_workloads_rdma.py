@@ -119,6 +119,28 @@ def test_fsdax_registration_must_let_truncate_complete(tmp_path, monkeypatch):
     [case] = wl.run(ctx(g, tmp_path))
     assert case.status is Status.FAILED and case.kind == "deadlock"
     assert "did not complete within 2s" in case.message
+    assert "after the MR holders were ended: a deadlock" in case.message
+
+
+def test_a_truncate_that_completes_once_the_mr_holders_end_is_a_stall(tmp_path, monkeypatch):
+    import lab.hang
+    from lab.proc import Result
+    monkeypatch.setattr(lab.hang.time, "sleep", lambda s: None)
+    g = guest(mount_opts="rw,dax=always")
+    waits = []
+
+    def truncate_done(cmd):           # still blocked while the MRs exist, done after
+        waits.append(cmd)
+        return Result(("sh",), 0 if len(waits) > 1 else 1, "", "", 0.0)
+    g.answers.append((__import__("re").compile(r"until \[ -e \S+/truncate.rc \]"),
+                      truncate_done))
+    wl = Rdma(Rdma.parse_options({"targets": ["dax-ext4"], "truncate_timeout": 2},
+                                 file="j", where="w"))
+    [case] = wl.run(ctx(g, tmp_path))
+    assert case.status is Status.FAILED and case.kind == "stall"
+    assert "completed" in case.message and "after the MR holders were ended: a stall" \
+        in case.message
+    assert len(waits) == 2
 
 
 def test_a_failed_client_fails(tmp_path):

@@ -27,8 +27,10 @@
  *   have stopped (nothing references a page of F any more), an op still
  *   waiting after --kick-after seconds gets a signal: its interruptible
  *   wait restarts, and if it then completes at once its wakeup was lost
- *   ("lost_wakeups", with the op's kernel stack). One that takes longer
- *   than --stuck-after seconds is reported as stuck: the JSON is printed
+ *   ("lost_wakeups", with the op's kernel stack). One still waiting
+ *   --stuck-after seconds after the pinners stopped is reported as stuck
+ *   (one that waited while they pinned and then completed is only slow:
+ *   its time is in max_truncate_ms / max_punch_ms): the JSON is printed
  *   and the process then waits to be killed, so the stuck state can be
  *   examined. Finally F is refilled through the mapping, synced, and read
  *   back with pread(); a punched range must read as zeros.
@@ -620,7 +622,15 @@ static int run_dax(void)
 		if (atomic_load(&stop)) {
 			if (atomic_load(&truncator_done))
 				break;
-			if (op_age > opt_stuck + (truncate_blocked_s ? opt_stuck : 0)) {
+			/* Stuck only when the op has had --stuck-after seconds with no
+			 * page of F referenced any more (pinners stopped, buffers
+			 * unregistered, kicks tried): an op that waits while pinners
+			 * keep pinning and completes once they stop is a stall (its
+			 * time shows in max_truncate_ms / max_punch_ms), not stuck.
+			 * A cap covers pinners that never stop. */
+			if ((idle && idle_since && t - idle_since > opt_stuck &&
+			     op_age > opt_stuck) ||
+			    op_age > opt_seconds + 4 * opt_stuck) {
 				if (!slow_stack[0])
 					read_stack(truncator_tid, slow_stack, sizeof(slow_stack));
 				stuck = 1;
