@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 from ..errors import UserError
+from .core import output_option
 
 DESCRIPTION = """\
 Find the first bad revision: a commit between --good and --bad of a kernel
@@ -54,8 +55,8 @@ def register(subparsers) -> None:
                      help="config fragment (default: the job's, else lab debug)")
     run = p.add_argument_group("what runs at each step")
     y = run.add_mutually_exclusive_group()
-    y.add_argument("--job", type=Path, help="job file whose workloads run (its kernel is "
-                                            "replaced by each revision's)")
+    y.add_argument("--job", help="job file, or the name of one (e.g. gup), whose workloads "
+                                 "run (its kernel is replaced by each revision's)")
     y.add_argument("--workload", action="append", default=[], metavar="W",
                    help="a workload: NAME or NAME:{YAML options}, e.g. "
                         "'gup_test:{variants: [pin-basic], backings: [anon], size_mb: 1}'; "
@@ -80,8 +81,8 @@ def register(subparsers) -> None:
                          "reach the confidence)")
     fl.add_argument("--confidence", type=float, metavar="C",
                     help="probability the named revision must reach (default 0.95)")
-    p.add_argument("-o", "--out", type=Path, help="the bisection's directory (default "
-                                                  "runs/<date>-bisect-<job>)")
+    output_option(p, "the bisection's directory (default: a new <date>-bisect-<job> "
+                     "directory under $LAB_RUNS_DIR, else ./runs)")
     p.add_argument("--resume", type=Path, metavar="DIR",
                    help="continue the bisection in DIR (after Ctrl-C or an error)")
     p.add_argument("--json", action="store_true", help="print the result as JSON")
@@ -90,6 +91,7 @@ def register(subparsers) -> None:
 
 def setup_from_args(args):
     from ..bisect.search import Policy
+    from ..paths import find_job
     from ..bisect.state import Setup
     from ..bisect.target import Target, TargetKind
     targets = [(TargetKind.FINDING, args.finding), (TargetKind.ANY_FINDING, args.any_finding),
@@ -126,7 +128,7 @@ def setup_from_args(args):
                  series=tuple(s if ".." in s and not Path(s).exists()
                               else str(Path(s).expanduser().resolve()) for s in args.series),
                  good=args.good, bad=args.bad, fragments=frags,
-                 job=str(args.job.resolve()) if args.job else None, cell=args.cell,
+                 job=str(find_job(args.job).resolve()) if args.job else None, cell=args.cell,
                  workloads=tuple(args.workload), image=args.image)
 
 
@@ -151,7 +153,7 @@ def _only_resume(args) -> None:
     given = [f"--{k.replace('_', '-')}" for k in ("tree", "linux_source", "good", "bad",
                                                   "series", "ref", "fragment", "job",
                                                   "workload", "cell", "finding", "any_finding",
-                                                  "pin_leak", "deadlock", "case", "out")
+                                                  "pin_leak", "deadlock", "case", "output")
              if getattr(args, k)]
     if given:
         raise UserError("--resume continues the bisection as it was started (only --repeat, "
@@ -166,7 +168,8 @@ def bisect_handler(args) -> int:
         _only_resume(args)
         b = Bisection.resume(args.resume, policy=lambda old: policy_from_args(args, old))
     else:
-        b = Bisection.start(setup_from_args(args), args.out, argv=sys.argv)
+        b = Bisection.start(setup_from_args(args), Path(args.output) if args.output else None,
+                            argv=sys.argv)
     res = b.run()
     if args.json:
         print(json.dumps(dict(res, directory=str(b.dir)), indent=1))
