@@ -329,6 +329,8 @@ class Bisection:
                                  exit_code if exit_code is not None
                                  else (res["exit_code"] if res else None))
         write_atomic(self.dir / "junit.xml", junit.render(suite_list))
+        write_atomic(self.dir / junit.PROPERTIES_FILE,
+                     junit.render(suite_list, case_properties=True))
         write_atomic(self.dir / "summary.json", json.dumps(summary, indent=1))
         return summary
 

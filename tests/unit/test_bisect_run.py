@@ -128,6 +128,12 @@ def test_results_junit_summary_and_history(tree, fragment, machines, tmp_path):
     commits(tree, 4, bad_at=3)
     b = Bisection.start(setup(tree, fragment, good=base, bad="master"), tmp_path / "b")
     res = b.run()
+    assert (b.dir / "junit-properties.xml").exists()
+    import xmlschema
+    xsd = Path(__file__).resolve().parents[2].parent / "shared" / "schemas" / \
+        "xunit-junit-10.xsd"
+    assert xsd.is_file(), f"{xsd} is missing: it comes with ../shared beside the repository"
+    assert not list(xmlschema.XMLSchema(str(xsd)).iter_errors((b.dir / "junit.xml").read_text()))
     root = ET.parse(b.dir / "junit.xml").getroot()
     suites = root.findall("testsuite")
     assert [s.get("name").split("-")[0] for s in suites[:-1]] == \
