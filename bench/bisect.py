@@ -13,10 +13,11 @@ linux-source-6.1: a WARN in 3/8, a pin leak in 4/8) with the fixture's job
                  first bisection builds 8/8, 4/8, 2/8, 3/8 incrementally
     by hand      one step (2/8 -> 3/8) done by lab (build, boot, workload
                  through run_job) and by hand (git checkout + raw make in the
-                 same build dir, a boot to SSH, gup_test over SSH); the ratio
+                 same build dir, a boot to SSH, gup_test over SSH), --rounds
+                 times each, alternating; the ratio of the medians
 
-    python3 bench/bisect.py [--simulate-only] [--fresh] [--no-by-hand]
-                            [--bisections N] [--rate R] [--json FILE]
+    python3 bench/bisect.py [--simulate-only] [--fresh] [--no-by-hand] [--rounds N]
+                            [--bisections N] [--rate R] [--out DIR] [--json FILE]
 
 Not run in CI: the real part boots ~12 kernels under TCG (~15-25 min).
 """
@@ -156,8 +157,10 @@ def real_bisection(name: str, target, where: Path) -> dict:
     return {"result": res, "wall_s": round(wall, 1)}
 
 
-def by_hand(where: Path) -> dict:
-    """One step, 2/8 -> 3/8, by lab and by hand, from the same build dir state."""
+def by_hand(where: Path, rounds: int) -> dict:
+    """One step, 2/8 -> 3/8, by lab and by hand, each from the build dir at
+    2/8, `rounds` times each, alternating which goes first (the host's load
+    moves a lot); medians."""
     from lab.bisect.driver import base_job, step_job
     from lab.bisect.revisions import from_series
     from lab.bisect.state import Setup
@@ -166,6 +169,7 @@ def by_hand(where: Path) -> dict:
     from lab.image.recipe import load_recipe
     from lab.kernel import source as ksource
     from lab.kernel.api import build_kernel, plan
+    from lab.kernel.artifact import KernelArtifact
     from lab.kernel.kbuild import KBuild
     from lab.kernel.spec import BuildSpec
     from lab.kernel.series import applied_ref, load_series
@@ -179,11 +183,12 @@ def by_hand(where: Path) -> dict:
     a, b = revs.spec(2), revs.spec(3)
     pa, pb = plan(a), plan(b)
     build_kernel(a, progress=False)        # both commits exist (refs/lab/applied)
-    art_b = build_kernel(b, progress=False).artifact_dir
+    build_kernel(b, progress=False)
     tree, bdir = pa.tree, pa.build_dir
     commit = {k: ksource.git(tree.repo, "rev-parse", applied_ref(
         tree.base, load_series([str(SERIES)], upto=k))).stdout.strip() for k in (2, 3)}
     kb = KBuild(tree.repo, bdir, cc=pa.cc)
+    image = ensure(load_recipe(job.image))
 
     def make_at(k: int) -> float:
         with ksource.tree_lock(tree.tree_id):
@@ -194,51 +199,64 @@ def by_hand(where: Path) -> dict:
                 raise SystemExit(f"raw make failed at {k}/8:\n{r.tail()}")
             return time.monotonic() - t0
 
-    # lab: build dir at 2/8, artifact of 3/8 dropped, one run of the step
-    make_at(2)
-    shutil.rmtree(art_b)
-    t0 = time.monotonic()
-    out = where / "by-hand-lab"
-    run_job(step_job(job, cell, b), out, live=False)
-    lab_total = time.monotonic() - t0
-    s = json.loads((out / "summary.json").read_text())["suites"][0]
-    lab_build = float(s["properties"]["kernel_resolve_s"])
-    lab_boot = next(c["duration"] for c in s["cases"] if c["name"] == "boot")
-    lab_rest = lab_total - lab_build - lab_boot
-    # by hand: build dir at 2/8 again; checkout + make of 3/8; a boot; gup_test over SSH
-    make_at(2)
-    raw_make = make_at(3)
-    from lab.kernel.artifact import KernelArtifact
-    image = ensure(load_recipe(job.image))
-    cfg = boot_config(job, KernelArtifact.from_dir(pb.artifact_dir), image, cell)
-    t0 = time.monotonic()
-    with tempfile.TemporaryDirectory(prefix="lab-bench-boot-") as td:
-        m = Machine(cfg, Path(td))
-        try:
-            m.start()
-            g = m.wait_for_ssh()
-            raw_boot = time.monotonic() - t0
-            t1 = time.monotonic()
-            g.run("mountpoint -q /sys/kernel/debug || mount -t debugfs none "
-                  "/sys/kernel/debug", timeout=60)
-            g.put(pb.artifact_dir / "gup_test", "/tmp/gup_test", mode=0o755)
-            r = g.run("/tmp/gup_test -b -m 1 -r 1 -j 1", timeout=120)
-            raw_workload = time.monotonic() - t1
-        finally:
-            m.stop()
-    raw_total = raw_make + raw_boot + raw_workload
-    ratio = (lab_build + lab_boot + lab_rest) / raw_total
-    print("one step 2/8 -> 3/8 (mm/gup_test.c), from the build dir at 2/8:")
-    print(f"  lab     build {lab_build:6.1f}s  boot {lab_boot:5.1f}s  workload+checks "
-          f"{lab_rest:5.1f}s  total {lab_total:6.1f}s")
-    print(f"  by hand make  {raw_make:6.1f}s  boot {raw_boot:5.1f}s  workload        "
-          f"{raw_workload:5.1f}s  total {raw_total:6.1f}s  (gup_test exit {r.returncode})")
+    def lab_round(i: int) -> dict:
+        make_at(2)
+        shutil.rmtree(pb.artifact_dir, ignore_errors=True)
+        out = where / f"by-hand-lab-{i}"
+        t0 = time.monotonic()
+        run_job(step_job(job, cell, b), out, live=False)
+        total = time.monotonic() - t0
+        s = json.loads((out / "summary.json").read_text())["suites"][0]
+        build = float(s["properties"]["kernel_resolve_s"])
+        boot = next(c["duration"] for c in s["cases"] if c["name"] == "boot")
+        return {"build": build, "boot": boot, "rest": total - build - boot, "total": total}
+
+    def hand_round(i: int) -> dict:
+        make_at(2)
+        make_s = make_at(3)
+        cfg = boot_config(job, KernelArtifact.from_dir(pb.artifact_dir), image, cell)
+        with tempfile.TemporaryDirectory(prefix="lab-bench-boot-") as td:
+            m = Machine(cfg, Path(td), log=lambda _msg: None)
+            t0 = time.monotonic()
+            try:
+                m.start()
+                g = m.wait_for_ssh()
+                boot_s = time.monotonic() - t0
+                t1 = time.monotonic()
+                g.run("mountpoint -q /sys/kernel/debug || mount -t debugfs none "
+                      "/sys/kernel/debug", timeout=60)
+                g.put(pb.artifact_dir / "gup_test", "/tmp/gup_test", mode=0o755)
+                r = g.run("/tmp/gup_test -b -m 1 -r 1 -j 1", timeout=120)
+                if r.returncode != 0:
+                    raise SystemExit(f"gup_test by hand: exit {r.returncode}")
+                work_s = time.monotonic() - t1
+            finally:
+                m.stop()
+        return {"make": make_s, "boot": boot_s, "workload": work_s,
+                "total": make_s + boot_s + work_s}
+
+    labs, hands = [], []
+    for i in range(rounds):
+        order = (lab_round, hand_round) if i % 2 == 0 else (hand_round, lab_round)
+        for f in order:
+            (labs if f is lab_round else hands).append(f(i))
+        print(f"  round {i + 1}: lab {labs[-1]['total']:.1f}s (build {labs[-1]['build']:.1f}s), "
+              f"by hand {hands[-1]['total']:.1f}s (make {hands[-1]['make']:.1f}s)", flush=True)
+
+    def med(rows: list[dict], k: str) -> float:
+        return round(statistics.median(r[k] for r in rows), 1)
+    lab = {k: med(labs, k) for k in labs[0]}
+    hand = {k: med(hands, k) for k in hands[0]}
+    ratio = round(lab["total"] / hand["total"], 3)
+    print(f"one step 2/8 -> 3/8 (mm/gup_test.c) from the build dir at 2/8, medians of "
+          f"{rounds} round(s) each, alternating:")
+    print(f"  lab     build {lab['build']:6.1f}s  boot {lab['boot']:5.1f}s  workload, checks, "
+          f"rest {lab['rest']:5.1f}s  total {lab['total']:6.1f}s")
+    print(f"  by hand make  {hand['make']:6.1f}s  boot {hand['boot']:5.1f}s  workload "
+          f"{hand['workload']:5.1f}s  total {hand['total']:6.1f}s")
     print(f"  ratio lab / by hand: {ratio:.2f} (target <= 1.3)")
-    return {"lab": {"build_s": lab_build, "boot_s": lab_boot, "workload_s": round(lab_rest, 1),
-                    "total_s": round(lab_total, 1)},
-            "by_hand": {"make_s": round(raw_make, 1), "boot_s": round(raw_boot, 1),
-                        "workload_s": round(raw_workload, 1), "total_s": round(raw_total, 1)},
-            "ratio": round(ratio, 3)}
+    return {"lab": lab, "by_hand": hand, "ratio": ratio, "rounds": {"lab": labs,
+                                                                    "by_hand": hands}}
 
 
 def main(argv=None) -> int:
@@ -248,6 +266,9 @@ def main(argv=None) -> int:
                     help="drop the fixture's prefix artifacts first (the first bisection "
                          "then builds its steps)")
     ap.add_argument("--no-by-hand", action="store_true")
+    ap.add_argument("--no-bisections", action="store_true",
+                    help="skip the two real bisections (the by-hand comparison only)")
+    ap.add_argument("--rounds", type=int, default=2, help="rounds of the by-hand comparison")
     ap.add_argument("--bisections", type=int, default=20)
     ap.add_argument("--rate", type=float, default=0.5)
     ap.add_argument("--repeat", type=int, default=3)
@@ -264,11 +285,12 @@ def main(argv=None) -> int:
         os.environ.setdefault("LAB_HISTORY", str(where / "history.sqlite"))
         if args.fresh:
             print(f"dropped {len(drop_fixture_artifacts())} fixture artifact(s)")
-        results["warn"] = real_bisection("warn", Target(TargetKind.FINDING, "gup_test_ioctl"),
-                                         where)
-        results["pin_leak"] = real_bisection("pin-leak", Target(TargetKind.PIN_LEAK), where)
+        if not args.no_bisections:
+            results["warn"] = real_bisection("warn", Target(TargetKind.FINDING,
+                                                            "gup_test_ioctl"), where)
+            results["pin_leak"] = real_bisection("pin-leak", Target(TargetKind.PIN_LEAK), where)
         if not args.no_by_hand:
-            results["by_hand"] = by_hand(where)
+            results["by_hand"] = by_hand(where, args.rounds)
         print(f"results under {where}")
     if args.json:
         args.json.write_text(json.dumps(results, indent=1, default=str) + "\n")
