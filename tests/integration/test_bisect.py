@@ -7,9 +7,9 @@ Both bisections test the endpoints (8/8, then the base), then 4/8, 2/8 and
 3/8: the first one builds 8/8, 4/8, 2/8 and 3/8, each an incremental build
 in the build directory of linux-source + lab + debug (the base is the cold
 build test_kernel_build.py makes, or this test makes first); the second
-finds every kernel in the artifact cache and only boots. ~15 min on top of a
-warm build directory; the figures are printed (pytest -s) and kept in the
-bisections' directories."""
+finds every kernel in the artifact cache and only boots. 11 min 20 s here on
+top of a warm build directory (the WARN 453 s, the pin leak 227 s); the
+figures are printed (pytest -s) and kept in the bisections' directories."""
 
 from __future__ import annotations
 
