@@ -23,7 +23,8 @@ CHECKS = [  # binary, Debian package, what needs it
 ]
 
 
-def report(out=sys.stdout) -> int:
+def report(out=None) -> int:
+    out = out or sys.stdout     # looked up now: redirected output is honoured
     missing = []
     for binary, pkg, why in CHECKS:
         path = shutil.which(binary)

@@ -13,6 +13,7 @@ the matrix all go through it; machines come from the factory it is given.
 from __future__ import annotations
 
 import enum
+import errno
 import signal
 import sys
 import threading
@@ -521,6 +522,19 @@ def _qemu_exit_code(machine, settle: float = QEMU_SETTLE) -> int | None:
         time.sleep(0.05)
 
 
+HOST_FULL = {errno.ENOSPC, errno.EDQUOT, errno.EROFS}
+
+
+def _lab_error(name: str, e: Exception, duration: float) -> CaseResult:
+    """A workload's error case for an exception inside lab (an SFTP upload
+    failing, a guest in a state a workload did not expect), with the traceback."""
+    import traceback
+    kind = "" if isinstance(e, InfraError) else f"{type(e).__name__}: "
+    return CaseResult(name, Status.ERROR, duration, kind=CaseKind.INFRA,
+                      message=f"{kind}{str(e).splitlines()[0] if str(e) else ''}"[:300],
+                      details=str(e) if isinstance(e, InfraError) else traceback.format_exc())
+
+
 def _run_workload(i, entry, machine, kernel, out: Path, store: RunStore, suite: SuiteResult,
                   seen: set[str], say: Callable[[str], None],
                   cancelled: threading.Event | None = None,
@@ -568,14 +582,12 @@ def _run_workload(i, entry, machine, kernel, out: Path, store: RunStore, suite: 
         why = f"the guest died during {entry.case} ({cases[0].kind})"
     except (Cancelled, UserError):
         raise
+    except OSError as e:
+        if e.errno in HOST_FULL:        # the results filesystem: the run's error, not the case's
+            raise
+        cases = [_lab_error(entry.case, e, time.monotonic() - start)]
     except Exception as e:  # noqa: BLE001 - an InfraError, or lab failing on a guest in a bad state
-        import traceback
-        kind = "" if isinstance(e, InfraError) else f"{type(e).__name__}: "
-        cases = [CaseResult(entry.case, Status.ERROR, time.monotonic() - start,
-                            kind=CaseKind.INFRA,
-                            message=f"{kind}{str(e).splitlines()[0] if str(e) else ''}"[:300],
-                            details=str(e) if isinstance(e, InfraError)
-                            else traceback.format_exc())]
+        cases = [_lab_error(entry.case, e, time.monotonic() - start)]
     for c in cases:
         c.classname = c.classname or entry.name
     cases += latency.stall_cases(cases, entry.stall_threshold, entry.name)

@@ -49,6 +49,14 @@ def register(sub) -> None:
     p.add_argument("--list", action="store_true", help="list the cells (the default)")
     p.add_argument("--cell", action="append", metavar="ID", help="only these cells")
     p.add_argument("--shard", metavar="I/N", help="only shard I of N")
+    p.add_argument("--format", choices=["list", "gitlab", "github"], default="list",
+                   help="list the cells (default), or print a CI pipeline running the "
+                        "matrix in shards: a GitLab child pipeline (parallel:matrix) or a "
+                        "GitHub Actions workflow (strategy.matrix)")
+    p.add_argument("--shards", type=int, metavar="N",
+                   help="with --format gitlab|github: N parallel jobs (default: one a cell)")
+    p.add_argument("--runner-tag", default="lab", metavar="TAG",
+                   help="with --format gitlab|github: the runners' tag (default: lab)")
     p.set_defaults(func=cmd_matrix)
 
     p = sub.add_parser("boot", help="boot a kernel and open a shell or run one command",
@@ -112,6 +120,8 @@ def cmd_run(args) -> int:
 
 
 def cmd_matrix(args) -> int:
+    if args.format != "list":
+        return _pipeline(args)
     job, cells, _ = _cells(args)
     rows = [("cell", "kernel", "variant", "workloads", "baseline")]
     rows += [(c.id, f"{c.kernel.name} ({c.kernel.spec.kind})", c.variant.name,
@@ -122,6 +132,20 @@ def cmd_matrix(args) -> int:
         print("  ".join(v.ljust(w) for v, w in zip(r, widths)).rstrip())
     print(f"{len(cells)} cell(s) x repeat {job.repeat} = {len(cells) * job.repeat} boot(s)",
           file=sys.stderr)
+    return 0
+
+
+def _pipeline(args) -> int:
+    """`lab matrix JOB --format gitlab|github`: the whole matrix, sharded."""
+    from ..job import load_job
+    from ..matrix import expand
+    from ..pipelines import plan, render
+    if args.cell or args.shard or args.list:
+        raise UserError("a pipeline runs the whole matrix; give --shards N, not --cell, "
+                        "--shard or --list", field="--format")
+    job = load_job(args.job)
+    p = plan(args.job, job.name, len(expand(job)), args.shards, args.runner_tag)
+    sys.stdout.write(render(p, args.format))
     return 0
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import shlex
 import time
+from dataclasses import dataclass
 
 from .. import hang
 from ..errors import CommandTimeout
@@ -35,14 +36,20 @@ def pinstress_argv(helper: str, *, file: str, dev: str, size_mb: int, seconds: i
 
 
 def judge(name: str, res: dict | None, *, rc: int | None, duration: float,
-          stderr: str = "") -> CaseResult:
-    """The helper's JSON summary -> a testcase (pure)."""
+          stderr: str = "") -> list[CaseResult]:
+    """The helper's JSON summary -> testcases (pure): the case `name`, with
+    the first problem of the run (see _problems for the order), and a failed
+    case `name.<problem>` for each further one. Every problem is reported:
+    a lost wakeup never hides corruption, IO errors or a bad exit status,
+    and since lab/report.py tells problems apart by case name, corruption
+    beside a lost wakeup that the baseline kernel shows too is a new
+    problem, not a pre-existing one."""
     if res is None:
-        return CaseResult(name, Status.FAILED, duration, message=f"pinstress printed no "
-                          f"summary (exit {rc})", details=stderr[-4000:])
+        return [CaseResult(name, Status.FAILED, duration, message=f"pinstress printed no "
+                           f"summary (exit {rc})", details=stderr[-4000:])]
     if "fatal" in res:
-        return CaseResult(name, Status.ERROR, duration, message=f"pinstress: {res['fatal']}",
-                          details=stderr[-4000:])
+        return [CaseResult(name, Status.ERROR, duration, message=f"pinstress: {res['fatal']}",
+                           details=stderr[-4000:])]
     d, u, t, fin = res["direct"], res["uring"], res["truncate"], res["final"]
     props = {
         "direct_reads": str(d["reads"]), "direct_verified": str(d["verified"]),
@@ -73,53 +80,95 @@ def judge(name: str, res: dict | None, *, rc: int | None, duration: float,
                f"truncates (max {t['max_truncate_ms']} ms), {t['punches']} hole punches (max "
                f"{t['max_punch_ms']} ms); {pin_note}; final read-back "
                f"{'ok' if fin['first_bad_offset'] < 0 and fin['punch_ok'] else 'BAD'}")
+    problems = _problems(res, rc, stderr)
+    # a data check that could not run (every read raced a truncate, as under
+    # a loaded host) is inconclusive: a skipped case, never a failure
+    inconclusive = [CaseResult(f"{name}.{p.slug}", Status.SKIPPED, message=p.message,
+                               properties={"found_by": name})
+                    for p in problems if p.slug in INCONCLUSIVE]
+    problems = [p for p in problems if p.slug not in INCONCLUSIVE]
+    if not problems:
+        return [CaseResult(name, Status.PASSED, duration, output=summary,
+                           properties=props)] + inconclusive
+    first, *others = problems
+    main = CaseResult(name, Status.FAILED, duration, kind=first.kind, output=summary,
+                      message=first.message, details=first.details, properties=props)
+    if first.slug == "lost-wakeup":
+        main.properties["wait_site"] = first.site
+    main.properties["problems"] = ",".join(p.slug for p in problems)
+    if others:
+        main.message += (" (also: " + ", ".join(p.what for p in others)
+                         + f"; each its own case {name}.<problem>)")
+    return [main] + [CaseResult(f"{name}.{p.slug}", Status.FAILED, kind=p.kind,
+                                message=p.message, details=p.details,
+                                properties={"found_by": name}) for p in others] + inconclusive
+
+
+INCONCLUSIVE = {"unverified"}
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One thing that went wrong in a pinstress run."""
+
+    slug: str             # names its own case: <case>.<slug>
+    what: str             # a few words for the list in the first case's message
+    kind: str
+    message: str
+    details: str = ""
+    site: str = ""
+
+
+def _problems(res: dict, rc: int | None, stderr: str) -> list[Problem]:
+    """Every problem of a run, in PRECEDENCE order (pure). The first is the
+    case's own verdict: blocking first (a stuck truncate, a lost wakeup, a
+    truncate held behind a registration), since that is what the workload
+    is about and what the baseline kernel shows too (6.1's lost wakeup);
+    then data corruption, IO errors, nothing verified, and an exit status
+    that none of these explains."""
+    d, u, t, fin = res["direct"], res["uring"], res["truncate"], res["final"]
+    out: list[Problem] = []
     if t["stuck"]:
-        return CaseResult(name, Status.FAILED, duration, kind=CaseKind.DEADLOCK, output=summary,
-                          message=f"a truncate/punch did not complete in {t['longest_op_s']}s: "
-                                  "it was still waiting long after the pinners had stopped and "
-                                  "no page of the file was referenced any more"
-                                  + (f" ({t['kicks']} signal(s) sent)" if t.get("kicks") else ""),
-                          properties=props)
+        out.append(Problem("deadlock", "a stuck truncate", CaseKind.DEADLOCK,
+                           f"a truncate/punch did not complete in {t['longest_op_s']}s: "
+                           "it was still waiting long after the pinners had stopped and "
+                           "no page of the file was referenced any more"
+                           + (f" ({t['kicks']} signal(s) sent)" if t.get("kicks") else "")))
     if t.get("lost_wakeups"):
         stack = t.get("slow_op_stack", "")
         site = stack.split("]", 1)[1].split("+", 1)[0].strip() if "]" in stack else "?"
-        props["wait_site"] = site
-        return CaseResult(name, Status.FAILED, duration, kind=CaseKind.LOST_WAKEUP, output=summary,
-                          message=f"a truncate/punch stayed blocked in {site} for "
-                                  f"{t['longest_op_s']}s after every page reference had been "
-                                  "dropped, and completed at once when a signal restarted it: "
-                                  "the wakeup it waited for was lost",
-                          details="Kernel stack of the blocked truncate/punch (while no page "
-                                  "of the file was referenced any more):\n" + stack,
-                          properties=props)
+        out.append(Problem("lost-wakeup", "a lost wakeup", CaseKind.LOST_WAKEUP,
+                           f"a truncate/punch stayed blocked in {site} for "
+                           f"{t['longest_op_s']}s after every page reference had been "
+                           "dropped, and completed at once when a signal restarted it: "
+                           "the wakeup it waited for was lost",
+                           "Kernel stack of the blocked truncate/punch (while no page "
+                           "of the file was referenced any more):\n" + stack, site))
     if t["blocked_by_registered_mapping_s"]:
         # it completed once the pin went away: a stall bounded by the pin's life
-        return CaseResult(name, Status.FAILED, duration, kind=CaseKind.STALL, output=summary,
-                          message=f"truncate blocked {t['blocked_by_registered_mapping_s']}s "
-                                  "behind the io_uring registration of the fsdax mapping (it "
-                                  "completed only once the buffers were unregistered)",
-                          properties=props)
+        out.append(Problem("registration-block", "a truncate blocked by a registration",
+                           CaseKind.STALL,
+                           f"truncate blocked {t['blocked_by_registered_mapping_s']}s "
+                           "behind the io_uring registration of the fsdax mapping (it "
+                           "completed only once the buffers were unregistered)"))
     bad = d["mismatches"] + u["mismatches"]
     if bad or fin["first_bad_offset"] >= 0 or not fin["punch_ok"]:
         where = (d["first_bad_offset"] if d["mismatches"] else u["first_bad_offset"]
                  if u["mismatches"] else fin["first_bad_offset"])
-        return CaseResult(name, Status.FAILED, duration, kind=CaseKind.CORRUPTION, output=summary,
-                          message=f"data read back does not match: {bad} mismatching chunk(s) "
-                                  f"under stress, final read-back first bad offset {where}, "
-                                  f"punched range zero: {fin['punch_ok']}", properties=props)
+        out.append(Problem("corruption", "data corruption", CaseKind.CORRUPTION,
+                           f"data read back does not match: {bad} mismatching chunk(s) "
+                           f"under stress, final read-back first bad offset {where}, "
+                           f"punched range zero: {fin['punch_ok']}"))
     if d["errors"] or u["errors"]:
-        return CaseResult(name, Status.FAILED, duration, output=summary,
-                          message=f"IO errors: {d['first_error'] or u['first_error']}",
-                          properties=props)
+        out.append(Problem("io-errors", "IO errors", CaseKind.NONE,
+                           f"IO errors: {d['first_error'] or u['first_error']}"))
     if d["verified"] == 0:
-        return CaseResult(name, Status.FAILED, duration, output=summary,
-                          message="no read could be verified (every read raced a truncate)",
-                          properties=props)
-    if rc not in (0, None):
-        return CaseResult(name, Status.FAILED, duration, output=summary,
-                          message=f"pinstress exited {rc}", details=stderr[-4000:],
-                          properties=props)
-    return CaseResult(name, Status.PASSED, duration, output=summary, properties=props)
+        out.append(Problem("unverified", "no verified read", CaseKind.NONE,
+                           "no read could be verified (every read raced a truncate)"))
+    if rc not in (0, None) and not out:
+        out.append(Problem("exit-status", f"exit {rc}", CaseKind.NONE, f"pinstress exited {rc}",
+                           stderr[-4000:]))
+    return out
 
 
 @register
@@ -191,18 +240,19 @@ class Dax(Workload):
         cases = [CaseResult(mount_case, Status.PASSED, time.monotonic() - t0,
                             output=f"{fs} on {dev} mounted with {opts}", properties=props)]
         try:
-            cases.append(self._stress(ctx, g, fs, helper))
+            stress = self._stress(ctx, g, fs, helper)
         except CommandTimeout as e:
             # no cleanup: the runner's deadlock investigation looks first
             raise hang.tag(e, f"dax.{fs}.pin-truncate")
+        cases += stress
         g.run(cleanup, timeout=120)
-        if cases[-1].properties.get("statx_dax") == "False":
+        if stress[0].properties.get("statx_dax") == "False":
             cases[0] = CaseResult(mount_case, Status.FAILED, cases[0].duration,
                                   message="statx does not report STATX_ATTR_DAX on a file "
                                           f"of the -o dax mount ({opts})", properties=props)
         return cases
 
-    def _stress(self, ctx, g, fs: str, helper: str) -> CaseResult:
+    def _stress(self, ctx, g, fs: str, helper: str) -> list[CaseResult]:
         o = self.opts
         name = f"dax.{fs}.pin-truncate"
         wdir = f"{GUEST_DIR}/{name}"
@@ -220,14 +270,15 @@ class Dax(Workload):
         res = parse_json_tail(p.output())
         err = g.run(f"tail -c 4000 {wdir}/pinstress.err", timeout=30).stdout
         if not finished:
-            case = judge(name, None, rc=None, duration=duration, stderr=err)
-            case.message = f"pinstress did not finish within {budget}s"
-            case.kind = CaseKind.TIMEOUT
+            cases = judge(name, None, rc=None, duration=duration, stderr=err)
+            cases[0].message = f"pinstress did not finish within {budget}s"
+            cases[0].kind = CaseKind.TIMEOUT
         else:
-            case = judge(name, res, rc=p.returncode(), duration=duration, stderr=err)
+            cases = judge(name, res, rc=p.returncode(), duration=duration, stderr=err)
+        case = cases[0]
         case.properties["command"] = shlex.join(argv)
         if case.kind is CaseKind.DEADLOCK:
             text, a, b = hang.collect_ssh(g.inner, g.kmsg_cursor())
             v = hang.classify(text, a, b)
             case.details = v.details(text)
-        return case
+        return cases

@@ -43,6 +43,28 @@ class PerftestResult:
     msg_rate_mpps: float
 
 
+def refusal_problems(sides: dict[str, tuple[int | None, str]], *, done: bool,
+                     bandwidth: bool) -> list[str]:
+    """What else went wrong when the kernel refused an MR on an fsdax file
+    (pure): the refusal is the expected outcome only when it is the whole
+    story. Each side that failed must have failed for the refusal itself
+    (perftest exits 1 then), and no bandwidth can have been measured.
+    `sides`: name -> (exit status or None, its output)."""
+    out = []
+    for side, (rc, text) in sides.items():
+        if rc is None:
+            if done:
+                out.append(f"the {side} left no exit status")
+        elif rc not in (0, 1):
+            out.append(f"the {side} exited {rc}")
+        elif rc == 1 and not REFUSED.search(text):
+            out.append(f"the {side} failed without a refusal of its own: "
+                       f"{first_line(text) or 'no output'}")
+    if bandwidth:
+        out.append("a bandwidth was reported although a registration was refused")
+    return out
+
+
 def parse_perftest(text: str) -> PerftestResult | None:
     """The result row under the `#bytes #iterations BW peak...` header (pure)."""
     lines = text.splitlines()
@@ -219,19 +241,14 @@ class Rdma(Workload):
         fetch(g, wdir, ctx.outdir / name)
         crc, src = client.returncode(), server.returncode()
         cout, sout = client.output(), server.output()
-        cerr = g.run(f"cat {wdir}/client.err {wdir}/server.err", timeout=30).stdout
+        cerr = g.run(f"tail -c 4000 {wdir}/client.err", timeout=30).stdout
+        serr = g.run(f"tail -c 4000 {wdir}/server.err", timeout=30).stdout
         props.update({"client_exit": str(crc), "server_exit": str(src)})
         if fsync_json:
             props.update({"fsyncs": str(fsync_json.get("fsyncs")),
                           "max_fsync_ms": str(fsync_json.get("max_fsync_ms"))})
         elapsed = time.monotonic() - start
-        everything = cout + sout + cerr
-        if dax and REFUSED.search(everything):
-            props["registration"] = "refused"
-            return CaseResult(name, Status.PASSED, elapsed, properties=props,
-                              output="the kernel refused to register an MR on an fsdax file "
-                                     "(\"Failed to create MR\"): the expected outcome on kernels "
-                                     "that refuse FOLL_LONGTERM pins of fsdax pages")
+        everything = cout + sout + cerr + serr
         res = parse_perftest(cout) or parse_perftest(sout)
         if res:
             props.update({"bw_avg_mbs": f"{res.bw_avg_mbs:.2f}", "bw_peak_mbs":
@@ -244,22 +261,36 @@ class Rdma(Workload):
                         f"(max {fsync_json.get('max_fsync_ms')} ms)")
         if truncate_note:
             summary += "; " + truncate_note
+        refused = dax and REFUSED.search(everything) is not None
+        problems = []
         if not done:
-            return CaseResult(name, Status.FAILED, elapsed, kind=CaseKind.TIMEOUT, output=summary,
-                              message=f"ib_write_bw did not finish within {dur + 90}s",
-                              details=everything[-4000:], properties=props)
-        if crc != 0 or src != 0 or res is None or res.bw_avg_mbs <= 0:
-            return CaseResult(name, Status.FAILED, elapsed, output=summary,
-                              message=f"ib_write_bw failed (client exit {crc}, server exit {src})",
-                              details=everything[-4000:], properties=props)
+            problems.append(f"ib_write_bw did not finish within {dur + 90}s")
+        if refused:
+            props["registration"] = "refused"
+            problems += refusal_problems({"client": (crc, cout + cerr),
+                                          "server": (src, sout + serr)},
+                                         done=done, bandwidth=res is not None)
+        elif done and (crc != 0 or src != 0 or res is None or res.bw_avg_mbs <= 0):
+            problems.append(f"ib_write_bw failed (client exit {crc}, server exit {src})")
         if fsync_json is not None and not fsync_json.get("ok", False):
-            return CaseResult(name, Status.FAILED, elapsed, output=summary,
-                              message=f"fsync of the MR file failed: "
-                                      f"{fsync_json.get('first_error')}", properties=props)
+            problems.append(f"fsync of the MR file failed: {fsync_json.get('first_error')}")
         if fsync and fsync_json is None:
-            return CaseResult(name, Status.FAILED, elapsed, output=summary,
-                              message="the fsync loop did not report (it did not exit on "
-                                      "SIGTERM: stuck in fsync?)", properties=props)
+            problems.append("the fsync loop did not report (it did not exit on SIGTERM: "
+                            "stuck in fsync?)")
+        if refused and not problems:
+            return CaseResult(name, Status.PASSED, elapsed, properties=props,
+                              output="the kernel refused to register an MR on an fsdax file "
+                                     "(\"Failed to create MR\"): the expected outcome on kernels "
+                                     "that refuse FOLL_LONGTERM pins of fsdax pages")
+        if problems:
+            message = "; ".join(problems)
+            if refused:
+                message = ("the kernel refused to register an MR on the fsdax file (the "
+                           "expected outcome), but: " + message)
+            return CaseResult(name, Status.FAILED, elapsed,
+                              kind=CaseKind.NONE if done else CaseKind.TIMEOUT,
+                              output=summary, message=message, details=everything[-4000:],
+                              properties=props)
         if dax:
             props["registration"] = "ok"
         return CaseResult(name, Status.PASSED, elapsed, output=summary, properties=props)

@@ -1,5 +1,6 @@
 """Real image, real distro kernel under QEMU, real SSH."""
 
+import shlex
 import signal
 import subprocess
 import sys
@@ -99,6 +100,26 @@ def test_smoke_job_writes_real_results(image, tmp_path):
     assert (out / "console.log").stat().st_size > 0
     assert (out / "00-fio" / "dmesg.txt").exists()
     assert (out / "00-fio" / "fio.nvme.libaio.json").stat().st_size > 0
+    # `lab run --dry-run` prints the command the run really used (no boot):
+    # the same options in the same order, the same size and kernel command
+    # line; only paths under the run's own directories and the port differ
+    r = subprocess.run([sys.executable, "-m", "lab.cli", "run", "jobs/smoke.yaml", "--dry-run"],
+                       capture_output=True, text=True, timeout=120, cwd=REPO)
+    assert r.returncode == 0, r.stderr
+    dry = shlex.split(r.stdout)
+    real = shlex.split((out / "qemu.cmdline").read_text())
+    assert [a for a in dry if a.startswith("-")] == [a for a in real if a.startswith("-")]
+    for flag in ("-smp", "-m", "-append", "-kernel", "-initrd"):
+        assert dry[dry.index(flag) + 1] == real[real.index(flag) + 1], flag
+
+
+def test_doctor_on_this_host():
+    """Everything `lab doctor` checks is installed by bootstrap (CI runs it)."""
+    r = subprocess.run([sys.executable, "-m", "lab.cli", "doctor"], capture_output=True,
+                       text=True, timeout=300, cwd=REPO)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "MISSING" not in r.stdout
+    assert "ok  accelerator" in r.stdout and "qemu: QEMU emulator version" in r.stdout
 
 
 def smoke_until_guest_up(out: Path) -> subprocess.Popen:

@@ -50,3 +50,14 @@ def fake_lab(tmp_path, monkeypatch):
         "fake", "k", tmp_path / "rootfs", tmp_path / "key", "ssh-ed25519 AAAA", tmp_path))
     monkeypatch.setenv("LAB_RUNS_DIR", str(tmp_path / "runs"))
     return factory
+
+
+def need(binary: str, package: str) -> str:
+    """The path of a host tool a test runs. Missing is a failure, not a
+    skip: ansible/bootstrap.sh installs `package` (ansible/packages.txt),
+    and CI runs it, so a missing tool means a broken setup."""
+    path = shutil.which(binary)
+    if path is None:
+        pytest.fail(f"{binary} is missing: install the Debian package {package} "
+                    "(ansible/bootstrap.sh does, and CI runs it)")
+    return path

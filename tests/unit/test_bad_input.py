@@ -30,6 +30,9 @@ def rejected(tmp_path, text, field, *fragments):
     ("machine: {memory_mb: 10000000000}\n", "machine.memory_mb"),    # 10 TB
     ("machine: {cpus: 100000}\n", "machine.cpus"),
     ("machine: {memory_mb: 32}\n", "machine.memory_mb"),
+    ("machine: {memory_mb: 0}\n", "machine.memory_mb"),     # a guest needs 64 MiB at least
+    ("machine: {cpus: 0}\n", "machine.cpus"),               # ... and one cpu
+    ("machine: {cpus: -2}\n", "machine.cpus"),
     ("machine: {nvme_mb: -1}\n", "machine.nvme_mb"),
     ("machine: {pmem_mb: 2000000000}\n", "machine.pmem_mb"),
     ("machine: {cpus: 1.5}\n", "machine.cpus"),
@@ -48,6 +51,19 @@ def test_timeouts_are_positive_and_finite(tmp_path, value):
 
 def test_hung_task_timeout_is_bounded(tmp_path):
     rejected(tmp_path, HEAD + WL + "hung_task_timeout: 99999999\n", "hung_task_timeout")
+
+
+@pytest.mark.parametrize("value", ["-1", "-20", "1.5", "'20'"])
+def test_hung_task_timeout_is_a_whole_number_of_seconds_not_negative(tmp_path, value):
+    """The kernel's detector takes 0 (off) or a number of seconds; a negative
+    one is a mistake, not 'off'."""
+    rejected(tmp_path, HEAD + WL + f"hung_task_timeout: {value}\n", "hung_task_timeout")
+
+
+def test_hung_task_timeout_zero_turns_the_detector_off(tmp_path):
+    p = tmp_path / "job.yaml"
+    p.write_text(HEAD + WL + "hung_task_timeout: 0\n")
+    assert load_job(p).hung_task_timeout == 0
 
 
 @pytest.mark.parametrize("name", ["a/b", "../../../x", ".hidden", "x" * 300, ""])

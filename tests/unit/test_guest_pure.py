@@ -2,7 +2,6 @@
 pin counters, the fake guest, the interactive shell's ssh command line."""
 
 import json
-import shutil
 import subprocess
 from pathlib import Path
 
@@ -13,6 +12,8 @@ from lab.errors import InfraError
 from lab.guest.base import render_kmsg
 from lab.guest.shell import known_hosts_line, shell_argv
 from lab.workloads.fio_parse import parse_fio_json
+
+from .conftest import need
 
 KMSG = ("6,100,5000000,-;first line\n"
         " SUBSYSTEM=block\n"
@@ -80,11 +81,11 @@ def test_lab_boot_shell_runs_ssh_with_a_private_pin(monkeypatch, tmp_path):
                     ["UserKnownHostsFile"]).exists()  # removed after the session
 
 
-@pytest.mark.skipif(not shutil.which("ssh") or not shutil.which("ssh-keygen"),
-                    reason="needs the OpenSSH client")
 def test_openssh_reads_the_pin_as_written(tmp_path):
     """ssh itself finds the pinned key for [127.0.0.1]:PORT and resolves the
     options as meant (ssh -G: config only, no connection)."""
+    need("ssh", "openssh-client")
+    need("ssh-keygen", "openssh-client")
     kh = tmp_path / "known_hosts"
     kh.write_text(known_hosts_line(HOST_KEY, 10022))
     found = subprocess.run(["ssh-keygen", "-F", "[127.0.0.1]:10022", "-f", str(kh)],

@@ -318,8 +318,11 @@ def test_ctrl_c_during_a_build_stops_make_and_the_next_build_works(tree, fragmen
     import signal
     import subprocess
     import sys
+    # a marker of this test run only: a suite running elsewhere on the host
+    # must not be mistaken for this build's make
+    marker = f"lab-test-slow-make-{os.getpid()}-{time.monotonic_ns()}"
     slow = patch_file(tree, tmp_path, '@echo "  BUILD   arch/x86/boot/bzImage"',
-                      '@sleep 300 # lab-test-slow-make', path="Makefile")
+                      f'@sleep 300 # {marker}', path="Makefile")
     env = dict(os.environ)
     p = subprocess.Popen([sys.executable, "-m", "lab.cli", "build", "--tree", str(tree),
                           "--series", slow, "--fragment", fragment, "--no-progress"],
@@ -327,7 +330,7 @@ def test_ctrl_c_during_a_build_stops_make_and_the_next_build_works(tree, fragmen
                          cwd=Path(__file__).resolve().parents[2])
 
     def sleeping():
-        return subprocess.run(["pgrep", "-f", "lab-test-slow-make"],
+        return subprocess.run(["pgrep", "-f", marker],
                               capture_output=True, text=True).stdout.split()
     deadline = time.monotonic() + 60
     while not sleeping() and time.monotonic() < deadline and p.poll() is None:

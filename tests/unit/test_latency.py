@@ -104,3 +104,41 @@ def test_a_truncate_waiting_for_a_held_pin_longer_than_the_bound_is_a_stall():
     short = CaseResult("pinhold.ext4", Status.PASSED, properties={"truncate_ms": "1004",
                                                                   "write_ms": "None"})
     assert stall_cases([short], 2, "pinhold") == []      # the default hold, 1 s
+
+
+def test_a_figure_is_a_finite_number_of_zero_or_more():
+    """metrics compares these figures too: zero is a figure (a bandwidth of
+    0 is a regression), a fraction of a millisecond is one, a boolean is
+    not."""
+    from lab.latency import number
+    assert number("0") == 0.0 and number(0) == 0.0
+    assert number("0.5") == 0.5
+    assert number(True) is None and number(False) is None and number(None) is None
+    assert number("-0.1") is None
+
+
+def test_a_stall_message_rounds_its_milliseconds_sensibly():
+    """Whole milliseconds from 10 ms up, three significant digits below."""
+    def message(ms, bound):
+        [c] = stall_cases([rdma(ms)], bound, "rdma")
+        return c.message
+    assert message("10", 0.0025).endswith("took 10 ms (bound 2.5 ms)")
+    assert message("10.4", 0.001).endswith("took 10 ms (bound 1 ms)")
+    assert message("9.87", 0.001).endswith("took 9.87 ms (bound 1 ms)")
+
+
+def test_the_stall_case_says_what_was_measured_and_that_it_completed():
+    [c] = stall_cases([rdma("3412.0")], 2.0, "rdma")
+    assert c.details == ("rdma.ext4 reported max_fsync_ms = 3412.0 (fsync of "
+                         "/mnt/lab-rdma/mr.dat); the bound (stall_threshold) is 2 s. The "
+                         "operation completed: slow, then done (a stall, not a deadlock).")
+    # a case that did not name its file: the property is empty, the message says so
+    nofile = CaseResult("fio.nvme", Status.PASSED, properties={"max_write_clat_ms": "2500"})
+    [c] = stall_cases([nofile], 2.0, "fio")
+    assert c.properties["file"] == ""
+    assert "(file not reported)" in c.message
+
+
+def test_a_bound_of_zero_or_below_is_off():
+    assert stall_cases([rdma("99999")], 0, "rdma") == []
+    assert stall_cases([rdma("99999")], -1, "rdma") == []

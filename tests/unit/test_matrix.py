@@ -167,3 +167,65 @@ def test_matrix_names_must_exist(tmp_path):
 
 def test_repeat_bounds(tmp_path):
     bad(tmp_path, "repeat: 0", MATRIX, "field 'repeat'", "1..100")
+
+
+def test_a_matrix_may_choose_workload_sets(tmp_path):
+    j = job(tmp_path, extra="matrix:\n  kernels: [base]\n  variants: [kasan]\n"
+                            "  workloads: [full]\n")
+    [cell] = expand(j)
+    assert cell.id == "base.kasan.full" and len(cell.workloads) == 2
+
+
+KERNELS_ONLY = """
+name: k
+image: debian-bookworm
+kernels:
+  base: {{artifact: {base}}}
+  series: {{artifact: {series}}}
+workloads: [{{shell: {{command: "true", case: q}}}}]
+{extra}
+"""
+
+
+def test_an_include_gets_the_default_of_each_undeclared_dimension(tmp_path):
+    """A job that declares kernels only: an include names the kernel, and
+    the cell gets the job's one variant and one workload list."""
+    j = job(tmp_path, text=KERNELS_ONLY,
+            extra="matrix:\n  kernels: [base]\n  include: [{kernel: series}]\n")
+    cells = expand(j)
+    assert [c.id for c in cells] == ["base", "series"]
+    assert cells[1].kernel.name == "series"
+    assert cells[1].variant is j.variants[0] and cells[1].workload_set is j.workload_sets[0]
+    assert [w.case for w in cells[1].workloads] == ["q"]
+
+
+def test_a_cell_as_summary_json_records_it(tmp_path):
+    series = next(c for c in expand(job(tmp_path)) if c.id == "series.kasan.full")
+    assert series.to_dict(2) == {
+        "id": "series.kasan.full", "kernel": "series", "variant": "kasan", "workloads": "full",
+        "kernel_kind": "artifact", "baseline": "base.kasan.full", "reference": False,
+        "repeats": 2}
+    base = next(c for c in expand(job(tmp_path)) if c.id == "base.kasan.full")
+    assert base.to_dict(1)["reference"] is True and base.to_dict(1)["baseline"] is None
+
+
+@pytest.mark.parametrize("text, shard", [("1/1", (1, 1)), ("1/3", (1, 3)), ("3/3", (3, 3))])
+def test_shards_from_1_to_n(text, shard):
+    assert parse_shard(text) == shard
+
+
+@pytest.mark.parametrize("text", ["0/3", "4/3", "1", "1/2/3", "a/b", "1-2", "", "-1/2"])
+def test_a_shard_outside_1_to_n_is_bad_input_on_the_option(text):
+    with pytest.raises(UserError) as e:
+        parse_shard(text)
+    assert e.value.field == "--shard" and e.value.exit_code == 3
+    assert f"{text!r} is not a shard; valid: I/N with 1 <= I <= N, e.g. 1/4" in str(e.value)
+
+
+def test_an_unknown_cell_names_every_valid_id(tmp_path):
+    j = job(tmp_path, extra="matrix: {kernels: [base], variants: [debug]}\n")
+    with pytest.raises(UserError) as e:
+        select(j, expand(j), ["base.debug.nope"])
+    assert e.value.field == "--cell" and e.value.file == str(j.path)
+    assert "no cell 'base.debug.nope' in this job; valid: base.debug.quick, base.debug.full" \
+        in str(e.value)

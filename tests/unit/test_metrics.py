@@ -96,3 +96,92 @@ def test_cases_the_report_added_are_not_figures():
     added = CaseResult("rdma.ext4.max_fsync_ms-regression", Status.PASSED, classname="rdma",
                        properties={"origin": "baseline-comparison", "max_fsync_ms": "1"})
     assert figures(repeats([added])) == {}
+
+
+def test_the_thresholds_are_strict():
+    """Exactly 3x (and over 500 ms), exactly 500 ms, exactly 0.2x: not yet
+    regressions; just past them: regressions."""
+    def regressed(series, base):
+        return {(c.case, c.prop): c.regressed for c in compare(series, base)}
+    at = regressed(repeats([rdma(1500, bw="4.00")]), repeats([rdma(500, bw="20.00")]))
+    assert at == {("rdma.ext4", "max_fsync_ms"): False, ("rdma.ext4", "bw_avg_mbs"): False}
+    past = regressed(repeats([rdma(1501, bw="3.99")]), repeats([rdma(500, bw="20.00")]))
+    assert past == {("rdma.ext4", "max_fsync_ms"): True, ("rdma.ext4", "bw_avg_mbs"): True}
+    floor = regressed(repeats([rdma(500)]), repeats([rdma(100)]))
+    assert floor[("rdma.ext4", "max_fsync_ms")] is False
+    assert regressed(repeats([rdma(501)]), repeats([rdma(100)]))[("rdma.ext4", "max_fsync_ms")]
+    # a baseline that moved nothing (0): no ratio, no regression; and a
+    # small one is still compared (0.5 MB/s -> 0.05 MB/s)
+    assert regressed(repeats([rdma(10, bw="0")]), repeats([rdma(10, bw="0")]))[
+        ("rdma.ext4", "bw_avg_mbs")] is False
+    assert regressed(repeats([rdma(10, bw="0.05")]), repeats([rdma(10, bw="0.5")]))[
+        ("rdma.ext4", "bw_avg_mbs")] is True
+
+
+def test_a_regression_case_carries_every_figure():
+    from lab.metrics import ORIGIN, case_properties
+    [c] = [c for c in compare(repeats([rdma(900)], [rdma(1000)]), repeats([rdma(40)]))
+           if c.prop == "max_fsync_ms"]
+    assert (c.classname, c.unit) == ("rdma", "ms")
+    assert case_properties(c, "base.d.a") == {
+        "origin": ORIGIN, "property": "max_fsync_ms", "measured_in": "rdma.ext4",
+        "value": "950.000", "baseline_value": "40.000", "unit": "ms", "samples": "2",
+        "baseline_samples": "1", "threshold": c.threshold, "compared_with": "base.d.a"}
+    [bw] = [c for c in compare(repeats([rdma(9, bw="1.5")]), repeats([rdma(9, bw="20")]))
+            if c.prop == "bw_avg_mbs"]
+    assert bw.unit == "MB/s" and bw.what == "" and bw.message("b") == (
+        "bw_avg_mbs of rdma.ext4: 1.5 MB/s vs 20 MB/s on baseline b (0.07x; a regression "
+        "when below 0.2x)")
+    big = [c for c in compare(repeats([fio(100)]), repeats([fio(7400)]))
+           if c.prop == "write_iops"][0]
+    assert "100 IOPS" in big.message("b") and "7400 IOPS" in big.message("b")
+
+
+def test_figures_of_a_damaged_summary_are_skipped_not_a_crash():
+    """summary.json of a crashed or hand-edited run: suites that are not
+    objects, cases without a list, properties that are not a mapping, cases
+    without classname or name, and the report's own regression cases."""
+    good = repeats([rdma(40)])[0]
+    junk = [None, "x", {"cases": "nope"}, {"cases": [None, 3, {"status": "passed",
+                                                              "properties": "bad"}]},
+            {"cases": [{"status": "passed", "properties": {"max_fsync_ms": "7"}},
+                       {"name": "r", "classname": "rdma", "status": "failed",
+                        "properties": {"original_status": "passed", "max_fsync_ms": "8"}},
+                       {"name": "x", "classname": "rdma", "status": "failed",
+                        "properties": {"origin": "baseline-comparison", "max_fsync_ms": "9"}}]}]
+    f = figures([good, *junk])
+    assert f == {("rdma", "rdma.ext4"): {"max_fsync_ms": [40.0], "bw_avg_mbs": [20.0]},
+                 ("", ""): {"max_fsync_ms": [7.0]},
+                 ("rdma", "r"): {"max_fsync_ms": [8.0]}}
+
+
+def test_a_comparison_as_the_report_json_gives_it():
+    [c] = [c for c in compare(repeats([rdma(900)], [rdma(1000)]), repeats([rdma(40)]))
+           if c.prop == "max_fsync_ms"]
+    assert c.to_dict() == {
+        "case": "rdma.ext4", "classname": "rdma", "property": "max_fsync_ms", "unit": "ms",
+        "latency": True, "value": 950.0, "baseline": 40.0, "ratio": 23.75, "samples": 2,
+        "baseline_samples": 1, "regressed": True, "threshold": c.threshold,
+        "what": f"fsync of {MR}", "kind": "stall", "name": "rdma.ext4.max_fsync_ms-regression"}
+    [z] = [c for c in compare(repeats([rdma(9, bw="1.23456")]), repeats([rdma(9, bw="0")]))
+           if c.prop == "bw_avg_mbs"]
+    assert z.to_dict()["ratio"] is None and z.to_dict()["value"] == 1.235
+    assert "(n/a;" in z.message("b")
+
+
+def test_every_case_and_figure_is_compared_whatever_comes_first():
+    """A case or a figure the baseline lacks, a failed case, a figure that
+    is not a number: each is passed over, never the end of the comparison."""
+    series = repeats([fio(100), CaseResult("x", Status.FAILED, classname="fio",
+                                          properties={"write_iops": "5"}),
+                      rdma(40, bw="nan")])
+    base = repeats([rdma(40, bw="20")])
+    series[0]["cases"].insert(0, {"name": "gone", "classname": "fio", "status": "passed",
+                                  "properties": {"write_iops": "9"}})
+    got_ = {(c.case, c.prop) for c in compare(series, base + [None, "junk"])}
+    assert got_ == {("rdma.ext4", "max_fsync_ms")}
+    only_second = repeats([rdma(40, bw="20")])
+    only_second[0]["cases"][0]["properties"] = {"bw_avg_mbs": "20", "max_fsync_ms": "40"}
+    base2 = repeats([rdma(40)])
+    base2[0]["cases"][0]["properties"] = {"max_fsync_ms": "40"}
+    assert [c.prop for c in compare(only_second, base2)] == ["max_fsync_ms"]

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 
 from lab import checks, hang
 from lab.guest.fake import FakeGuest
-from lab.guest.scope import Scope, parse_states, states_cmd
+from lab.guest.scope import Scope, Task, parse_states, states_cmd
 from lab.proc import Result
 from lab.resolve import end_workload
 from lab.results import CaseKind
@@ -248,3 +248,18 @@ def test_pins_unbalanced_after_every_process_exited_are_a_leak():
                            stable_for=0.1, interval=0.05)
     assert case.kind is CaseKind.PIN_LEAK and "5 not released" in case.message
     assert "not checked" not in case.message
+
+
+def test_what_an_ended_process_did_reads_in_one_line():
+    """resolution.txt and the stall's message say which process was ended
+    when, whether it exited, and the pins its end released."""
+    from lab.resolve import Ended, Resolution
+    holder = Task(41, "pinhold", "S", 7)
+    assert Ended(holder, 3.04, True, 5, [42]).show() == \
+        "pinhold:41 (S) at +3.0s, 5 pin(s) released"
+    assert Ended(holder, 0.0, False).show() == "pinhold:41 (S) at +0.0s, did not exit"
+    assert Ended(holder, 1.0, True, 0).show() == "pinhold:41 (S) at +1.0s"
+    r = Resolution(scoped=True, ended=[Ended(Task(40, "a", "S", 1), 1.0, True),
+                                       Ended(holder, 3.0, True, 5, [42, 43])])
+    assert r.released_by(43).task.pid == 41
+    assert r.released_by(99) is None

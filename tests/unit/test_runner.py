@@ -464,3 +464,19 @@ def test_cases_a_workload_finished_before_it_hung_are_kept(tmp_path, fake_lab, m
     assert ("two.ext4", "passed", "") in got
     assert any(n == "two.xfs" and st == "failed" for n, st, _ in got)
     assert ("three", "passed", "") in got
+
+
+def test_a_full_results_filesystem_inside_a_workload_stops_the_run(tmp_path, fake_lab,
+                                                                    monkeypatch):
+    """ENOSPC writing a workload's files is the host's failure: the run ends
+    as an infrastructure error (exit 2), not as one workload's error case."""
+    import errno
+    from lab.errors import InfraError
+    from lab.workloads.shell import Shell
+
+    def full(self, ctx):
+        raise OSError(errno.ENOSPC, "No space left on device")
+    monkeypatch.setattr(Shell, "run", full)
+    import pytest
+    with pytest.raises(InfraError, match="cannot write the results"):
+        run_job(single(tmp_path), tmp_path / "out", live=False)

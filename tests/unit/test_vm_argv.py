@@ -97,3 +97,14 @@ def test_io_error_text_names_the_disk_and_its_filesystem(tmp_path):
         {"device": "nvme0", "io-status": "nospace", "inserted": {"file": str(disk)}}])
     assert text.startswith("qemu paused the guest: no space left on device writing")
     assert str(disk) in text and "MiB free of" in text and "root.qcow2" not in text
+
+
+def test_the_machine_size_is_the_specs():
+    """-smp and -m come from the spec, never a default: a job asking for 3
+    cpus and 1536 MiB boots a guest of that size."""
+    argv = spec(cpus=3, memory_mb=1536).argv()
+    assert argv[argv.index("-smp") + 1] == "3"
+    assert argv[argv.index("-m") + 1] == "1536M"
+    argv = spec(cpus=1, memory_mb=512, devices=(Nvdimm("n", Path("/p"), 128),)).argv()
+    assert argv[argv.index("-smp") + 1] == "1"
+    assert argv[argv.index("-m") + 1] == "512M,slots=1,maxmem=640M"

@@ -44,7 +44,7 @@ def test_argv():
 
 
 def test_a_clean_run_passes_with_figures():
-    c = judge("dax.ext4.pin-truncate", GOOD, rc=0, duration=6)
+    [c] = judge("dax.ext4.pin-truncate", GOOD, rc=0, duration=6)
     assert c.status is Status.PASSED
     assert c.properties["direct_verified"] == "700" and c.properties["truncates"] == "400"
     assert c.properties["uring_mapping"] == "refused:EOPNOTSUPP"
@@ -54,7 +54,7 @@ def test_a_clean_run_passes_with_figures():
 def test_lost_wakeup_is_a_failure_with_the_stack():
     res = variant(truncate__lost_wakeups=1, truncate__kicks=1, truncate__slow_op_stack=STACK,
                   truncate__longest_op_s=6.9, ok=False)
-    c = judge("dax.ext4.pin-truncate", res, rc=1, duration=8)
+    [c] = judge("dax.ext4.pin-truncate", res, rc=1, duration=8)
     assert c.status is Status.FAILED and c.kind == "lost-wakeup"
     assert "blocked in ext4_break_layouts for 6.9s" in c.message
     assert STACK in c.details and c.properties["wait_site"] == "ext4_break_layouts"
@@ -62,7 +62,7 @@ def test_lost_wakeup_is_a_failure_with_the_stack():
 
 def test_stuck_truncate_is_a_deadlock():
     res = variant(truncate__stuck=True, truncate__longest_op_s=20.1, ok=False)
-    c = judge("dax.xfs.pin-truncate", res, rc=None, duration=21)
+    [c] = judge("dax.xfs.pin-truncate", res, rc=None, duration=21)
     assert c.kind == "deadlock" and "did not complete in 20.1s" in c.message
 
 
@@ -70,7 +70,7 @@ def test_truncate_behind_a_registered_mapping_is_a_stall():
     """It completed once the buffers were unregistered: blocked for as long
     as the pin lived, then recovered (a stall), not a deadlock."""
     res = variant(uring_mapping="ok", truncate__blocked_by_registered_mapping_s=20.3)
-    c = judge("dax.xfs.pin-truncate", res, rc=1, duration=30)
+    [c] = judge("dax.xfs.pin-truncate", res, rc=1, duration=30)
     assert c.status.value == "failed"
     assert c.kind == "stall" and "io_uring registration" in c.message
     assert "accepted the mapping" in c.output
@@ -78,17 +78,83 @@ def test_truncate_behind_a_registered_mapping_is_a_stall():
 
 def test_mismatch_is_corruption():
     res = variant(direct__mismatches=2, direct__first_bad_offset=4096, ok=False)
-    c = judge("dax.ext4.pin-truncate", res, rc=1, duration=6)
+    [c] = judge("dax.ext4.pin-truncate", res, rc=1, duration=6)
     assert c.kind == "corruption" and "first bad offset 4096" in c.message
-    c = judge("n", variant(final__punch_ok=False), rc=1, duration=1)
+    [c] = judge("n", variant(final__punch_ok=False), rc=1, duration=1)
     assert c.kind == "corruption"
 
 
+def test_every_problem_is_reported_the_first_by_precedence():
+    """A lost wakeup (6.1 always shows one) with 3 mismatching chunks, a bad
+    final read-back and IO errors: the case says the lost wakeup and lists
+    the rest, and each of the rest is a failed case of its own, so the
+    report tells the corruption apart from the baseline's lost wakeup."""
+    res = variant(truncate__lost_wakeups=1, truncate__slow_op_stack=STACK,
+                  truncate__longest_op_s=6.9, direct__mismatches=3,
+                  direct__first_bad_offset=65536, final__first_bad_offset=131072,
+                  uring__errors=2, uring__first_error="pread: EIO", ok=False)
+    cases = judge("dax.ext4.pin-truncate", res, rc=1, duration=8)
+    assert [(c.name, c.status, c.kind) for c in cases] == [
+        ("dax.ext4.pin-truncate", Status.FAILED, "lost-wakeup"),
+        ("dax.ext4.pin-truncate.corruption", Status.FAILED, "corruption"),
+        ("dax.ext4.pin-truncate.io-errors", Status.FAILED, "")]
+    main, corruption, io = cases
+    assert main.message.endswith("(also: data corruption, IO errors; each its own case "
+                                 "dax.ext4.pin-truncate.<problem>)")
+    assert main.properties["problems"] == "lost-wakeup,corruption,io-errors"
+    assert "3 mismatching chunk(s)" in corruption.message
+    assert "first bad offset 65536" in corruption.message
+    assert io.message == "IO errors: pread: EIO"
+    # the figures stay on the case itself, never on the extra ones (so a
+    # latency is judged once)
+    assert "max_truncate_ms" in main.properties
+    assert corruption.properties == {"found_by": "dax.ext4.pin-truncate"}
+
+
+def test_the_order_of_problems():
+    """Blocking first (stuck, lost wakeup, blocked by a registration), then
+    corruption, IO errors, nothing verified."""
+    res = variant(truncate__stuck=True, truncate__longest_op_s=20.1, truncate__lost_wakeups=1,
+                  truncate__blocked_by_registered_mapping_s=3.0, final__punch_ok=False,
+                  direct__errors=1, direct__first_error="EFAULT", direct__verified=0, ok=False)
+    cases = judge("n", res, rc=1, duration=30)
+    assert [c.name for c in cases] == ["n", "n.lost-wakeup", "n.registration-block",
+                                       "n.corruption", "n.io-errors", "n.unverified"]
+    assert cases[0].kind == "deadlock" and "did not complete in 20.1s" in cases[0].message
+    assert cases[2].kind == "stall"
+    assert cases[5].message == "no read could be verified (every read raced a truncate)"
+    # inconclusive, not a failure: the data check could not run
+    assert cases[5].status is Status.SKIPPED
+
+
+def test_an_exit_status_is_a_problem_only_when_nothing_explains_it():
+    """pinstress exits 1 when it found a problem: that status adds nothing.
+    A non-zero exit after a clean summary is a problem of its own."""
+    [c] = judge("n", variant(direct__mismatches=1, ok=False), rc=1, duration=1)
+    assert c.kind == "corruption" and c.properties["problems"] == "corruption"
+    [c] = judge("n", GOOD, rc=3, duration=1, stderr="boom")
+    assert c.status is Status.FAILED and c.message == "pinstress exited 3"
+    assert c.details == "boom"
+    assert judge("n", GOOD, rc=None, duration=1)[0].status is Status.PASSED
+
+
+def test_io_errors_alone_and_no_verified_read_alone():
+    [c] = judge("n", variant(uring__errors=1, uring__first_error="EIO"), rc=1, duration=1)
+    assert c.status is Status.FAILED and c.message == "IO errors: EIO"
+    main, unverified = judge("n", variant(direct__verified=0), rc=0, duration=1)
+    # nothing went wrong, but the data could not be checked: passed, and the
+    # check a skipped case saying why (a loaded host can race every read)
+    assert main.status is Status.PASSED
+    assert unverified.status is Status.SKIPPED and unverified.name == "n.unverified"
+    assert "no read could be verified" in unverified.message
+
+
 def test_no_summary_and_fatal():
-    assert judge("n", None, rc=139, duration=1, stderr="Segmentation fault").status \
-        is Status.FAILED
-    c = judge("n", {"ok": False, "fatal": "open /dev/nvme0n1 O_DIRECT: No such file"}, rc=2,
-              duration=1)
+    [c] = judge("n", None, rc=139, duration=1, stderr="Segmentation fault")
+    assert c.status is Status.FAILED and "printed no summary (exit 139)" in c.message
+    assert c.details == "Segmentation fault"
+    [c] = judge("n", {"ok": False, "fatal": "open /dev/nvme0n1 O_DIRECT: No such file"}, rc=2,
+                duration=1)
     assert c.status is Status.ERROR and "No such file" in c.message
 
 
@@ -165,10 +231,24 @@ def test_worst_latencies_are_properties_with_their_file():
     mapping and io_uring IO reach the case (lab.latency judges them), named
     as before where they existed, with the file they were on."""
     res = variant(direct__max_io_ms=7.5, uring__max_io_ms=3.25)
-    c = judge("dax.ext4.pin-truncate", res, rc=0, duration=6)
+    [c] = judge("dax.ext4.pin-truncate", res, rc=0, duration=6)
     p = c.properties
     assert (p["max_truncate_ms"], p["max_punch_ms"]) == ("12.5", "3.1")
     assert (p["max_direct_read_ms"], p["max_uring_io_ms"]) == ("7.5", "3.25")
     assert p["file"] == "/mnt/lab-dax/pin.dat"
     idle = variant(uring_mapping="off", uring=dict(STATS, reads=0, writes=0, max_io_ms=0.0))
-    assert "max_uring_io_ms" not in judge("n", idle, rc=0, duration=6).properties
+    assert "max_uring_io_ms" not in judge("n", idle, rc=0, duration=6)[0].properties
+
+
+def test_the_workload_reports_every_problem_of_a_run(tmp_path):
+    res = variant(truncate__lost_wakeups=1, truncate__slow_op_stack=STACK,
+                  direct__mismatches=3, ok=False)
+    g = fake(result=res)
+    g.answer(r"cat \S+/pinstress.rc", stdout="1\n")
+    cases = Dax(Dax.parse_options({"filesystems": ["ext4"]}, file="j", where="w")).run(
+        ctx(g, tmp_path))
+    assert [(c.name, c.status, c.kind) for c in cases] == [
+        ("dax.ext4.mount", Status.PASSED, ""),
+        ("dax.ext4.pin-truncate", Status.FAILED, "lost-wakeup"),
+        ("dax.ext4.pin-truncate.corruption", Status.FAILED, "corruption")]
+    assert cases[1].properties["command"].startswith("/tmp/lab-wl/pinstress dax")

@@ -90,6 +90,21 @@ def test_a_polling_task_alone_is_a_timeout_not_a_deadlock():
     assert hang.classify(POLLER + POLLER).kind == "deadlock"
 
 
+def test_a_reported_task_that_has_exited_since_is_not_stuck():
+    """The detector's report and a dump name dd:270, but dd is gone by the
+    second snapshot: it finished, so it was slow, not deadlocked (a false
+    deadlock otherwise, and a fresh boot for nothing)."""
+    v = hang.classify(HUNG + SYSRQ_W, states(p270=("D", 8)), states(p1=("S", 5)))
+    assert v.kind == "timeout" and v.stuck == []
+    assert [t.pid for t in v.progressing] == [270]
+    # gone before the first snapshot too: the same
+    assert hang.classify(HUNG + SYSRQ_W, states(p1=("S", 5)), states(p1=("S", 5))).kind \
+        == "timeout"
+    # still there and blocked without a switch: stuck
+    assert hang.classify(HUNG + SYSRQ_W, states(p270=("D", 8)), states(p270=("D", 8))).kind \
+        == "deadlock"
+
+
 def test_nothing_blocked_is_a_timeout():
     v = hang.classify("[ 1.0] sysrq: Show Blocked State\n", {}, {})
     assert v.kind == "timeout" and "slow, not stuck" in v.reason

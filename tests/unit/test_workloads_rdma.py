@@ -10,7 +10,8 @@ from lab.guest.fake import FakeGuest
 from lab.results import Status
 from lab.workloads import lookup
 from lab.workloads.base import WorkloadContext
-from lab.workloads.rdma import Rdma, parse_perftest, perftest_argv, rxe_setup_cmd
+from lab.workloads.rdma import (Rdma, parse_perftest, perftest_argv, refusal_problems,
+                                rxe_setup_cmd)
 
 PERFTEST = """\
 ---------------------------------------------------------------------------------------
@@ -107,6 +108,88 @@ def test_fsdax_refusal_is_the_expected_outcome(tmp_path):
     assert case.status is Status.PASSED and case.properties["registration"] == "refused"
     assert "expected" in case.output
     assert any("ndctl" in c or "nd/devices" in c for c in g.commands)
+
+
+def refused_guest(**kw):
+    """6.1 on fsdax: both sides print the refusal on stderr and exit 1 (as
+    seen in a real run), and the client never connects."""
+    g = guest(client_out="allocated mmap buffer\n", server_out="Waiting for client\n", rc="1",
+              mount_opts="rw,relatime,dax=always", **kw)
+    g.answer(r"grep -q 'remote address:'", rc=1)
+    g.answer(r"tail -c 4000 \S+/client.err", stdout=REFUSED)
+    g.answer(r"tail -c 4000 \S+/server.err", stdout=REFUSED)
+    g.answer(r"cat \S+/fsync.rc 2>/dev/null", stdout="0\n")
+    return g
+
+
+def run_dax(g, tmp_path):
+    [case] = Rdma(Rdma.parse_options({"targets": ["dax-ext4"]}, file="j", where="w")).run(
+        ctx(g, tmp_path))
+    return case
+
+
+def test_a_refusal_on_stderr_of_both_sides_is_the_expected_outcome(tmp_path):
+    case = run_dax(refused_guest(), tmp_path)
+    assert case.status is Status.PASSED, case.message
+    assert case.properties["registration"] == "refused"
+    assert (case.properties["client_exit"], case.properties["server_exit"]) == ("1", "1")
+
+
+def test_a_refusal_passes_only_when_nothing_else_went_wrong(tmp_path):
+    """A side that crashed, or failed for another reason, or an fsync loop
+    that failed: the refusal is still said, and so is each of those."""
+    g = refused_guest()
+    g.answer(r"cat \S+/server.rc 2>/dev/null", stdout="139\n")
+    g.answer(r"tail -c 4000 \S+/server.err", stdout="Segmentation fault\n")
+    g.answer(r"cat \S+/fsync.out$", stdout=json.dumps(
+        {"fsyncs": 3, "ok": False, "first_error": "fsync: Input/output error"}) + "\n")
+    case = run_dax(g, tmp_path)
+    assert case.status is Status.FAILED and case.kind == ""
+    assert case.message == (
+        "the kernel refused to register an MR on the fsdax file (the expected outcome), "
+        "but: the server exited 139; fsync of the MR file failed: fsync: Input/output error")
+    assert case.properties["registration"] == "refused"
+    assert "Segmentation fault" in case.details
+
+
+def test_a_refusal_with_a_side_that_never_finished_is_a_timeout(tmp_path):
+    g = refused_guest()
+    g.answer(r"until \[ -e", rc=1)              # the processes never finish
+    g.answer(r"cat \S+/(client|server).rc 2>/dev/null", stdout="")
+    case = run_dax(g, tmp_path)
+    assert case.status is Status.FAILED and case.kind == "timeout"
+    assert "but: ib_write_bw did not finish within 95s" in case.message
+
+
+def test_refusal_problems():
+    ok = {"client": (1, REFUSED), "server": (1, REFUSED)}
+    assert refusal_problems(ok, done=True, bandwidth=False) == []
+    assert refusal_problems({"client": (0, ""), "server": (1, REFUSED)}, done=True,
+                            bandwidth=False) == []
+    assert refusal_problems({"client": (1, "Couldn't connect to 10.0.2.15:18515\n"),
+                             "server": (1, REFUSED)}, done=True, bandwidth=False) == [
+        "the client failed without a refusal of its own: Couldn't connect to 10.0.2.15:18515"]
+    assert refusal_problems({"client": (1, ""), "server": (None, REFUSED)}, done=True,
+                            bandwidth=True) == [
+        "the client failed without a refusal of its own: no output",
+        "the server left no exit status",
+        "a bandwidth was reported although a registration was refused"]
+    # not finished: a missing status is that, said once by the caller
+    assert refusal_problems({"client": (None, ""), "server": (None, REFUSED)}, done=False,
+                            bandwidth=False) == []
+    assert refusal_problems({"client": (-9, REFUSED), "server": (1, REFUSED)}, done=True,
+                            bandwidth=False) == ["the client exited -9"]
+
+
+def test_every_problem_of_a_failed_transfer_is_named(tmp_path):
+    """ib_write_bw failing does not hide a failed fsync of the MR file."""
+    g = guest(client_out="Couldn't connect to 10.0.2.15:18515\n", server_out="", rc="1")
+    g.answer(r"cat \S+/fsync.out$", stdout=json.dumps(
+        {"fsyncs": 3, "ok": False, "first_error": "EIO"}) + "\n")
+    [case] = Rdma(Rdma.parse_options({"targets": ["ext4"]}, file="j", where="w")).run(
+        ctx(g, tmp_path))
+    assert case.message == ("ib_write_bw failed (client exit 1, server exit 1); "
+                            "fsync of the MR file failed: EIO")
 
 
 def test_fsdax_registration_must_let_truncate_complete(tmp_path, monkeypatch):

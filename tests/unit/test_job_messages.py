@@ -1,0 +1,88 @@
+"""Every way a job file is refused, word for word: the field, the line and
+what would be valid (lab/job.py, lab/validate.py)."""
+
+import pytest
+
+from lab.errors import UserError
+from lab.job import load_job
+
+HEAD = "name: t\nkernel: distro\nimage: debian-bookworm\n"
+WL = "workloads: [{fio: {}}]\n"
+
+REFUSED = [
+    (HEAD + 'workloads: {}\n',
+     'workloads', 'must define at least one workload set', 4),
+    (HEAD + WL + 'bogus: 1\n',
+     'bogus', "unknown key 'bogus'; valid: name, description, kernel, kernels, variants, "
+              "matrix, repeat, image, machine, timeouts, hung_task_timeout, stall_threshold, "
+              "workloads", 5),
+    (HEAD + WL + 'machine: {memory_mb: true}\n',
+     'machine.memory_mb', 'expected an integer, got True', 5),
+    (HEAD + WL + 'machine: {cmdline: 5}\n',
+     'machine.cmdline', 'expected a string, got 5', 5),
+    (HEAD + WL + 'machine: {accel: hvf}\n',
+     'machine.accel', "'hvf' is not valid; valid: auto, kvm, tcg", 5),
+    (HEAD + WL + 'timeouts: {boot: 10, nope: 1}\n',
+     'timeouts.nope', "unknown key 'nope'; valid: boot, workload, recovery", 5),
+    (HEAD + WL + 'repeat: 0\n',
+     'repeat', 'must be 1..100, got 0', 5),
+    (HEAD + WL + 'repeat: true\n',
+     'repeat', 'expected an integer, got True', 5),
+    ('name: t\nimage: debian-bookworm\nkernels: {}\n' + WL,
+     'kernels', 'must define at least one kernel', 3),
+    ('name: t\nimage: debian-bookworm\nkernels: {a: distro}\nvariants: {v: {}}\nmatrix: '
+     '{variants: []}\n' + WL,
+     'matrix.variants', 'must name at least one; valid: v', 5),
+    ('name: t\nimage: debian-bookworm\nkernels: {a: distro}\nmatrix: {kernels: b}\n' + WL,
+     'matrix.kernels[0]', "'b' is not defined; valid: a", 4),
+    ('name: t\nimage: debian-bookworm\nkernels: {a: distro}\n'
+     'matrix: {kernels: [a], nope: 1}\n' + WL,
+     'matrix.nope', "unknown key 'nope'; valid: kernels, variants, workloads, include, exclude", 4),
+    (HEAD + 'workloads: [{fio: {}, shell: {}}]\n',
+     'workloads[0]', 'expected {NAME: {options}} or {name: NAME, options: {...}}', 4),
+    (HEAD + 'workloads: [{name: fio, bogus: 1}]\n',
+     'workloads[0].bogus', "unknown key 'bogus'; valid: name, timeout, stall_threshold, "
+                           "options", 4),
+    (HEAD + 'workloads: [{nosuch: {}}]\n',
+     'workloads[0].name', "unknown workload 'nosuch'; valid: dax, fio, gup_test, pinhold, "
+                          "rdma, shell", 4),
+    (HEAD + 'workloads: [5]\n',
+     'workloads[0]', 'expected a mapping, got 5', 4),
+    (HEAD + 'workloads: []\n',
+     'workloads', 'at least one workload is needed', 4),
+    (HEAD + 'workloads: [{shell: {command: a, case: x}}, {shell: {command: b, case: x}}]\n',
+     'workloads[1].case', "duplicate case name 'x' (also workloads[0]); give each shell "
+                          "workload a distinct `case`", 4),
+    ('name: t\nkernel: {distro: 5}\nimage: debian-bookworm\n' + WL,
+     'kernel.distro', 'expected a string, got 5', 2),
+    ('name: t\nkernel: {foo: 1}\nimage: debian-bookworm\n' + WL,
+     'kernel', "unknown kernel kind 'foo'; valid: 'distro', {distro: RELEASE}, {artifact: "
+               "DIR} or {build: {...}}", 2),
+    ('name: t\nkernel: [1]\nimage: debian-bookworm\n' + WL,
+     'kernel', "expected 'distro', {distro: RELEASE}, {artifact: DIR} or {build: {...}}, got "
+               "[1]", 2),
+    ('name: t\nkernel: distro\nkernels: {a: distro}\nimage: debian-bookworm\n' + WL,
+     'kernels', 'give either kernel (one) or kernels (named), not both', 3),
+    ('name: t\nimage: debian-bookworm\n' + WL,
+     'kernel', 'missing (required): kernel: K or kernels: {NAME: K, ...}', None),
+    ('- a\n- b\n',
+     None, 'a job file must be a YAML mapping', None),
+    ('a: [\n',
+     None, "not valid YAML: expected the node content, but found '<stream end>'", 2),
+    ('',
+     None, 'a job file must be a YAML mapping', None),
+    (HEAD + WL + 'stall_threshold: -1\n',
+     'stall_threshold', 'must be a finite number of seconds in 0..604800 (0: off), got -1', 5),
+    (HEAD + 'workloads: [{fio: {timeout: 5, stall_threshold: x}}]\n',
+     'workloads[0].fio.stall_threshold', "expected a number of seconds (0: off), got 'x'", 4),
+]
+
+
+@pytest.mark.parametrize("text, field, message, line", REFUSED)
+def test_a_refused_job_names_field_line_and_what_is_valid(tmp_path, text, field, message, line):
+    p = tmp_path / "j.yaml"
+    p.write_text(text)
+    with pytest.raises(UserError) as e:
+        load_job(p)
+    assert (e.value.field, e.value.bare, e.value.line) == (field, message, line)
+    assert e.value.file == str(p) and e.value.exit_code == 3
