@@ -90,7 +90,7 @@ MODULES = (
            _fn("lab.kernel.series", "Patch.label", "Series.subjects", "Series.prefix",
                "Series.name", "split_mbox", "parse_subject", "parse_message", "series_hash",
                "check", "_check_upto", "_missing_hint", "parse_messages", "is_range",
-               "_hunk_report", "_am_report")),
+               "_hunk_report")),
     Module("argv", ("lab/vm/spec.py", "lab/vm/devices.py", "lab/runner.py", "lab/vm/machine.py"),
            ("tests/unit/test_vm_argv.py", "tests/unit/test_machine_argv.py",
             "tests/unit/test_cli.py"),

@@ -3,7 +3,8 @@
     source (resolved, fast) + series (parsed, hashed) + fragments (hashed)
       + compiler -> artifact key -> cache hit? return at once (no make)
     else, holding the source's lock:
-      metadata.json (state building) -> git am in lab's repository ("apply")
+      metadata.json (state building) -> the series committed in lab's repository
+      and checked out, only differing files rewritten ("apply")
       -> .config (checked) -> make all in the persistent build dir ("build")
       -> modules_install, gup_test, copies -> metadata.json (state done)
 """

@@ -10,7 +10,8 @@ A series is identified by a hash of its patches (subject and diff), not by a
 file name, so a resend with new dates is the same series.
 
 Parsing is pure (`parse_messages`, `check`); `load_series` reads files and
-`apply_series` runs `git am` in lab's own repository.
+`apply_series` commits the patches in lab's own repository (as git am would,
+but in a temporary index: see `commit_series`) and checks the result out.
 """
 
 from __future__ import annotations
@@ -24,7 +25,8 @@ import time
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from ..errors import UserError
+from .. import proc
+from ..errors import InfraError, UserError
 from .outcome import Step, StepResult, StepState
 from . import source
 
@@ -322,18 +324,104 @@ def load_series(entries: tuple[str, ...] | list[str], repo: Path | None = None, 
 # --- applying ---------------------------------------------------------------
 
 def applied_ref(base: str, series: Series) -> str:
-    return f"refs/lab/applied/{base[:16]}-{series.hash}"
+    return prefix_ref(base, series.hash)
 
 
-_FAILED_AT = re.compile(r"Patch failed at (\d+) (.*)")
+def prefix_ref(base: str, series_hash_: str) -> str:
+    return f"refs/lab/applied/{base[:16]}-{series_hash_}"
+
+
+# the committer of the commits lab makes of a series: fixed, so applying the
+# same patches on the same base always gives the same commit ids
+_COMMITTER = {"GIT_COMMITTER_NAME": "lab", "GIT_COMMITTER_EMAIL": "lab@localhost",
+              "GIT_COMMITTER_DATE": "2000-01-01T00:00:00Z"}
+
+
+def _recorded(repo: Path, ref: str) -> str:
+    r = source.git(repo, "rev-parse", "--verify", "--quiet", ref, check=False)
+    return r.stdout.strip() if r.ok else ""
+
+
+def _mailinfo(repo: Path, patch: Patch, td: Path) -> tuple[dict[str, str], Path, Path]:
+    """`git mailinfo` of one message, as git am runs it: the author, the
+    commit message (the subject without its [PATCH] prefix, then the body)
+    and the diff, in files under `td`."""
+    raw = patch.raw.split(b"\n", 1)[1] if patch.raw.startswith(b"From ") else patch.raw
+    try:
+        text, exact = raw.decode("utf-8"), True
+    except UnicodeDecodeError:     # proc.run speaks text: keep the bytes for git apply
+        text, exact = raw.decode("latin-1"), False
+    msg, diff = td / "msg", td / "patch"
+    r = proc.run(["git", "-C", str(repo), "mailinfo", "-u", str(msg), str(diff)],
+                 timeout=source.GIT_TIMEOUT, env=source.git_env(), input=text)
+    if not r.ok:
+        raise InfraError(f"git mailinfo failed on {patch.origin} (exit {r.returncode}):\n"
+                         + r.tail())
+    info = dict(line.split(": ", 1) for line in r.stdout.splitlines() if ": " in line)
+    body = msg.read_text(errors="replace").strip()
+    message = td / "message"
+    message.write_text(info.get("Subject", patch.title) + ("\n\n" + body if body else "")
+                       + "\n")
+    env = {"GIT_AUTHOR_NAME": info.get("Author") or "unknown",
+           "GIT_AUTHOR_EMAIL": info.get("Email") or "unknown",
+           **({"GIT_AUTHOR_DATE": info["Date"]} if info.get("Date") else {})}
+    if not exact:
+        diff.write_bytes(raw)      # git apply finds the diff inside the message
+    return env, message, diff
+
+
+def commit_series(repo: Path, base: str, series: Series) -> tuple[str, int, str]:
+    """The commit of base + each patch of `series`, made without touching the
+    working tree: each patch is applied to a temporary index (`git apply
+    --cached`), written as a tree and committed with its author, date and
+    message (`git commit-tree`), as git am would. The commit of every prefix
+    is recorded under refs/lab/applied/, and the longest prefix already
+    recorded is where it starts, so a bisection's steps apply each patch once.
+
+    Returns (commit, -1, "") or, when patch i (0-based) does not apply,
+    (the commit of patches 1..i, i, what git apply said)."""
+    refs = [prefix_ref(base, series_hash(series.patches[:k]))
+            for k in range(1, len(series.patches) + 1)]
+    done, parent = 0, base
+    for k in range(len(refs), 0, -1):
+        found = _recorded(repo, refs[k - 1])
+        if found:
+            done, parent = k, found
+            break
+    if done == len(refs):
+        return parent, -1, ""
+    with tempfile.TemporaryDirectory(prefix="lab-series-") as tdn:
+        td = Path(tdn)
+        index = {"GIT_INDEX_FILE": str(td / "index")}
+        source.git(repo, "read-tree", parent, env=index)
+        for i in range(done, len(refs)):
+            patch = series.patches[i]
+            author, message, diff = _mailinfo(repo, patch, td)
+            r = source.git(repo, "apply", "--cached", "--whitespace=nowarn", str(diff),
+                           env=index, check=False)
+            if not r.ok:
+                why = source.git(repo, "apply", "--cached", "--check", "--verbose",
+                                 str(diff), env=index, check=False)
+                return parent, i, (why.stdout + why.stderr).strip() or r.tail()
+            tree = source.git(repo, "write-tree", env=index).stdout.strip()
+            parent = source.git(repo, "commit-tree", tree, "-p", parent, "-F", str(message),
+                                env={**index, **author, **_COMMITTER}).stdout.strip()
+            source.git(repo, "update-ref", refs[i], parent)
+    return parent, -1, ""
 
 
 def apply_series(repo: Path, base: str, series: Series | None) -> tuple[StepResult, str]:
-    """Check out base and `git am` the series in lab's repository.
+    """Move lab's working tree to base + `series`.
 
-    Returns the apply step's result and the resulting commit. The result of a
-    successful apply is kept under refs/lab/applied/, so applying the same
-    series again is a checkout (only the differing files are rewritten)."""
+    The commit is made first, without touching the working tree
+    (`commit_series`); then one checkout moves the tree from wherever the
+    previous build left it, rewriting only the files that differ. So moving
+    between two prefixes of a series, or between two series on one base,
+    gives only the files that really changed a new mtime, and kbuild
+    recompiles only what depends on them. A patch that does not apply leaves
+    the working tree as it was.
+
+    Returns the apply step's result and the resulting commit."""
     start = time.monotonic()
     if series is None:
         source.checkout(repo, base)
@@ -344,49 +432,26 @@ def apply_series(repo: Path, base: str, series: Series | None) -> tuple[StepResu
         props["series_prefix"] = series.prefix
     applied = f"{len(series.patches)} patch(es) applied" + (f" ({series.prefix})"
                                                              if series.prefix else "")
-    ref = applied_ref(base, series)
-    r = source.git(repo, "rev-parse", "--verify", "--quiet", ref, check=False)
-    if r.ok and r.stdout.strip():
-        commit = r.stdout.strip()
+    recorded = bool(_recorded(repo, applied_ref(base, series)))
+    commit, failed_at, said = commit_series(repo, base, series)
+    if failed_at < 0:
         source.checkout(repo, commit)
         return StepResult(Step.APPLY, StepState.OK, time.monotonic() - start,
-                          message=f"{applied} (recorded)",
+                          message=applied + (" (recorded)" if recorded else ""),
                           output="\n".join(series.subjects), properties=props), commit
-    source.checkout(repo, base)
-    with tempfile.TemporaryDirectory(prefix="lab-series-") as td:
-        mbox = Path(td) / "series.mbox"
-        mbox.write_bytes(b"".join(p.raw if p.raw.endswith(b"\n") else p.raw + b"\n"
-                                  for p in series.patches))
-        r = source.git(repo, "am", "--quiet", "--keep-cr", "--no-3way", str(mbox), check=False,
-                       env={"GIT_COMMITTER_DATE": "2000-01-01T00:00:00Z"})
-        if r.ok:
-            commit = source.head(repo)
-            source.git(repo, "update-ref", ref, commit)
-            return StepResult(Step.APPLY, StepState.OK, time.monotonic() - start,
-                              message=applied,
-                              output="\n".join(series.subjects), properties=props), commit
-        am_out = (r.stdout + r.stderr).strip()
-        m = _FAILED_AT.search(am_out)
-        idx = int(m.group(1)) - 1 if m else 0
-        failed = series.patches[min(idx, len(series.patches) - 1)]
-        pfile = Path(td) / "failed.patch"
-        pfile.write_bytes(failed.raw)
-        rej = source.git(repo, "apply", "--reject", "--verbose", str(pfile), check=False)
-        hunks = _hunk_report(rej.stdout + rej.stderr)
-        source.git(repo, "am", "--abort", check=False)
-        source.git(repo, "reset", "--quiet", "--hard", base, check=False)
-        source.git(repo, "clean", "-fdxq", check=False)
+    failed = series.patches[failed_at]
+    onto = base[:12] + (f" + patches 1..{failed_at}" if failed_at else "")
     props["failed_patch"] = failed.label
-    details = (f"{failed.label} ({failed.origin}) does not apply to {base[:12]}\n\n"
-               f"failed hunks:\n{hunks}\n\ngit am said:\n{_am_report(am_out)}")
+    details = (f"{failed.label} ({failed.origin}) does not apply to {onto}\n\n"
+               f"git apply --cached --check --verbose said:\n{_hunk_report(said)}")
     return StepResult(Step.APPLY, StepState.FAILED, time.monotonic() - start,
-                      message=f"patch {idx + 1}/{series.of or len(series.patches)} does not "
-                              f"apply: {failed.label}",
+                      message=f"patch {failed_at + 1}/{series.of or len(series.patches)} does "
+                              f"not apply: {failed.label}",
                       details=details, properties=props), ""
 
 
 def _hunk_report(text: str) -> str:
-    """git apply --reject --verbose output -> which hunks failed and the
+    """git apply --check --verbose output -> which hunks failed and the
     context git searched for."""
     keep, searching = [], False
     for line in text.splitlines():
@@ -400,9 +465,3 @@ def _hunk_report(text: str) -> str:
         elif searching:
             keep.append("    | " + line)
     return "\n".join("  " + line for line in keep) or "  (git apply gave no hunk details)"
-
-
-def _am_report(text: str) -> str:
-    noise = ("When you have resolved", "If you prefer to skip", "To restore the original",
-             "hint:")
-    return "\n".join(line for line in text.splitlines() if not line.startswith(noise))

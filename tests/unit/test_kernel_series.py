@@ -146,7 +146,13 @@ def test_apply_failure_names_patch_and_hunks(tree, three):
     assert case.state is StepState.FAILED and commit == ""
     assert "patch 2/3 does not apply" in case.message
     assert "mm/swap: return two" in case.message
-    assert "mm/swap.c" in case.details and "Rejected hunk #1" in case.details
-    # lab's tree is clean and back at base afterwards
+    assert "patch failed: mm/swap.c" in case.details
+    assert "while searching for" in case.details
+    # the patches are applied in a temporary index: lab's working tree is untouched,
+    # and the prefix that applied is recorded for the next build
     assert source.head(t.repo) == t.base
+    gup = t.repo / "mm" / "gup.c"
+    assert not gup.exists() or "return 1;" not in gup.read_text()
     assert not list(t.repo.rglob("*.rej"))
+    one = ks.load_series([str(three)], upto=1)
+    assert git(t.repo, "rev-parse", ks.applied_ref(t.base, one)).strip()
