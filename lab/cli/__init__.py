@@ -14,7 +14,8 @@ from ..errors import EXIT_BAD_INPUT, EXIT_INFRA, LabError
 
 EXIT_INTERRUPTED = 130
 # Modules that add their own subcommands through register(subparsers).
-COMMAND_MODULES = ("lab.cli.core", "lab.cli.dmesg", "lab.cli.kernel", "lab.cli.report")
+COMMAND_MODULES = ("lab.cli.core", "lab.cli.dmesg", "lab.cli.kernel", "lab.cli.report",
+                   "lab.cli.hosts")
 
 
 class _Parser(argparse.ArgumentParser):
