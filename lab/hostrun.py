@@ -260,10 +260,19 @@ def build_kernels(cells: list[Cell], out: Path) -> Kernels:
             tar.parent.mkdir(parents=True, exist_ok=True)
             tmp = tar.with_suffix(".tmp")
             with tarfile.open(tmp, "w") as t:
-                t.add(src, arcname=src.name)
+                t.add(src, arcname=src.name, filter=_portable)
             os.replace(tmp, tar)
         k.tars[kv] = (src.name, tar)
     return k
+
+
+def _portable(info: tarfile.TarInfo) -> tarfile.TarInfo | None:
+    """An artifact as another host gets it: without modules' `build` and
+    `source` links (they point into this host's build directory)."""
+    parts = info.name.split("/")
+    if info.issym() and parts[-1] in ("build", "source") and "modules" in parts:
+        return None
+    return info
 
 
 def run_hosts(job_path: str, inventory: str, out: Path | None = None,
@@ -382,8 +391,12 @@ def _unpack(r: HostRun, out: Path) -> Path | None:
 
 
 def _tag_junit(text: str, host: str) -> str:
-    """The host's junit.xml with a `host` property on every suite."""
+    """The host's junit.xml with a `host` property on every suite; a suite
+    with no testcase (its lab died first) is dropped, as from the summary."""
     root = ET.fromstring(text)
+    if root.tag == "testsuites":
+        for suite in [x for x in root if x.find("testcase") is None]:
+            root.remove(suite)
     for suite in ([root] if root.tag == "testsuite" else list(root)):
         props = suite.find("properties")
         if props is None:
@@ -408,14 +421,16 @@ def _merge(job: Job, cells: list[Cell], out: Path, runs: dict[str, HostRun],
             s = json.loads((results / "summary.json").read_text())
             if s.get("state") == RunState.RUNNING:      # its lab died there
                 s.update(state=str(RunState.CRASHED), exit_code=EXIT_INFRA)
-            for suite in s.get("suites") or []:
+            # a suite with no case: its lab died before the unit said anything
+            s["suites"] = [x for x in s.get("suites") or [] if x.get("cases")]
+            for suite in s["suites"]:
                 suite.setdefault("properties", {})["host"] = r.host.name
                 got.add(str(suite.get("name")))
             summaries.append(s)
             names.append(str(results))
             if (results / "junit.xml").exists():
                 junits.append(_tag_junit((results / "junit.xml").read_text(), r.host.name))
-        if r.state == "done" and r.exit_code not in (0, 1, 2) and not r.reason:
+        if r.state == "done" and r.exit_code not in (0, 1) and not r.reason:
             tail = ""
             logf = out / "hosts" / r.host.name / "lab.log"
             if logf.exists():

@@ -187,7 +187,9 @@ Subsystem sftp internal-sftp
         return {"LAB_CACHE_DIR": str(h.root / "cache"),
                 "LAB_HISTORY": str(h.root / "home" / "history.sqlite"),
                 "LAB_ACCEL": "tcg", "PYTHONPATH": str(self.base / "src"),
-                "HOME": str(h.root / "home")}
+                "HOME": str(h.root / "home"),
+                # a user's PATH on Debian lacks the sbin directories (mke2fs)
+                "PATH": "/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin"}
 
     def inventory(self, **per_host: dict) -> Path:
         """A YAML inventory of the hosts; per_host maps a host name to extra

@@ -166,3 +166,32 @@ def test_lab_hosts_run_bad_input(tmp_path, capsys):
     assert main(["hosts", "run", str(job), "-i", str(partial)]) == 3
     err = capsys.readouterr().err
     assert "shard(s) 3/3 (cells default.c) are on no host" in err and "partial.yml" in err
+
+
+def test_merged_junit_names_the_host_and_drops_empty_suites():
+    import xml.etree.ElementTree as ET
+    from lab.hostrun import _tag_junit
+    from lab.junit import render
+    from lab.results import CaseResult, Status, SuiteResult
+    text = render([SuiteResult("a#1", {"cell": "a"}, [CaseResult("boot", Status.PASSED)]),
+                   SuiteResult("b#1", {"cell": "b"}, [])])
+    root = ET.fromstring(_tag_junit(text, "h2"))
+    assert [s.get("name") for s in root] == ["a#1"]
+    assert {p.get("name"): p.get("value") for p in root.iter("property")}["host"] == "h2"
+
+
+def test_a_packed_artifact_leaves_the_links_into_this_hosts_build_dir(tmp_path):
+    import tarfile
+    from lab.hostrun import _portable
+    d = make_artifact(tmp_path / "k", "6.1-x")
+    mods = d / "modules" / "lib" / "modules" / "6.1-x"
+    mods.mkdir(parents=True)
+    (mods / "modules.dep").write_text("")
+    (mods / "build").symlink_to("/root/.cache/lab/kbuild/x")
+    (mods / "source").symlink_to("/root/.cache/lab/src/x")
+    with tarfile.open(tmp_path / "k.tar", "w") as t:
+        t.add(d, arcname="k", filter=_portable)
+    with tarfile.open(tmp_path / "k.tar") as t:
+        names = t.getnames()
+    assert "k/modules/lib/modules/6.1-x/modules.dep" in names and "k/bzImage" in names
+    assert not any(n.endswith(("/build", "/source")) for n in names)
