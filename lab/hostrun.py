@@ -22,6 +22,7 @@ and `lab hosts probe`, what a host says about itself.
 
 from __future__ import annotations
 
+import enum
 import json
 import os
 import shutil
@@ -40,7 +41,7 @@ from .fanout import (Host, Probe, assign, build_specs, capacity, lost_suites, pi
 from .job import Job, load_job
 from .junit import merge as merge_junit, render as render_junit
 from .matrix import Cell, expand
-from .paths import PROJECT_ROOT
+from .paths import PROJECT_ROOT, cache_dir
 from .results import RunState
 from .shards import merge_summaries
 from .store import prepare_output, write_atomic
@@ -210,12 +211,19 @@ def probe(hosts: list[Host], inventory: str, out: Path) -> dict[str, Probe]:
 
 # --- the run -------------------------------------------------------------------
 
+class HostState(enum.StrEnum):
+    PLANNED = "planned"          # probed, given cells, not back yet
+    DONE = "done"                # its results came back
+    LOST = "lost"                # it stopped answering, or a step on it failed
+    LEFT_OUT = "left-out"        # the probe found it unusable: never given cells
+
+
 @dataclass
 class HostRun:
     host: Host
     cells: list[str]
     probe: Probe
-    state: str = "planned"       # planned, done, lost, left-out
+    state: HostState = HostState.PLANNED
     reason: str = ""
     exit_code: int | None = None
     fetched: Path | None = None
@@ -224,7 +232,7 @@ class HostRun:
 
     def to_dict(self) -> dict:
         return {"name": self.host.name, "address": self.host.address, "cells": self.cells,
-                "state": self.state, "reason": self.reason, "exit_code": self.exit_code,
+                "state": str(self.state), "reason": self.reason, "exit_code": self.exit_code,
                 "cores": self.probe.cores, "memory_mb": self.probe.memory_mb,
                 "seconds": None if self.seconds is None else round(self.seconds, 1)}
 
@@ -243,7 +251,7 @@ class Kernels:
     failed: dict[str, list] = field(default_factory=dict)             # kv -> cases
 
 
-def build_kernels(cells: list[Cell], out: Path) -> Kernels:
+def build_kernels(cells: list[Cell]) -> Kernels:
     """Build (or find) each kernel the cells need, once, here, and pack it."""
     from .runner import resolve_kernel
     from .schedule import Resources
@@ -255,10 +263,10 @@ def build_kernels(cells: list[Cell], out: Path) -> Kernels:
             k.failed[kv] = outcome.cases
             continue
         src = Path(outcome.artifact.origin)
-        tar = out / "kernels" / f"{src.name}.tar"
+        tar = cache_dir() / "kernel-packs" / f"{src.name}.tar"   # content-keyed, kept
         if not tar.exists():
             tar.parent.mkdir(parents=True, exist_ok=True)
-            tmp = tar.with_suffix(".tmp")
+            tmp = tar.with_suffix(f".{os.getpid()}.tmp")
             with tarfile.open(tmp, "w") as t:
                 t.add(src, arcname=src.name, filter=_portable)
             os.replace(tmp, tar)
@@ -292,23 +300,23 @@ def run_hosts(job_path: str, inventory: str, out: Path | None = None,
         p = probes[h.name]
         runs[h.name] = HostRun(h, [], p)
         if p.problem():
-            runs[h.name].state, runs[h.name].reason = "left-out", p.problem()
+            runs[h.name].state, runs[h.name].reason = HostState.LEFT_OUT, p.problem()
             log(f"host {h.label()}: left out: {p.problem()}")
         else:
             log(f"host {h.label()}: {p.cores} cores, {p.memory_mb} MiB, "
                 f"qemu with {', '.join(p.accels)}; {capacity(p, job)} guest(s) at once")
-    usable = {n: capacity(r.probe, job) for n, r in runs.items() if r.state != "left-out"}
+    usable = {n: capacity(r.probe, job) for n, r in runs.items() if r.state != HostState.LEFT_OUT}
     if not usable:
         raise InfraError("no host can run the job: " + "; ".join(
             f"{r.host.label()}: {r.reason}" for r in runs.values()))
 
-    kernels = build_kernels(cells, out)
+    kernels = build_kernels(cells)
     runnable = [c for c in cells if prebuilt_key(c) not in kernels.failed]
     plan = pins or assign(runnable, usable)
     for name, ids in plan.items():
         runs[name].cells = [i for i in ids if i in {c.id for c in runnable}]
     by_id = {c.id: c for c in cells}
-    active = [n for n, r in runs.items() if r.state != "left-out" and r.cells]
+    active = [n for n, r in runs.items() if r.state != HostState.LEFT_OUT and r.cells]
     for n in active:
         log(f"host {runs[n].host.label()}: {len(runs[n].cells)} cell(s): "
             f"{', '.join(runs[n].cells)}")
@@ -342,11 +350,11 @@ def _run_playbook(job: Job, job_path: str, inventory: str, out: Path,
         if r is None:
             return
         task, status = e.get("task"), e.get("status")
-        if status == "unreachable" and r.state != "lost":
-            r.state, r.reason = "lost", f"lost mid-run, unreachable: {_why(e)}"
+        if status == "unreachable" and r.state != HostState.LOST:
+            r.state, r.reason = HostState.LOST, f"lost mid-run, unreachable: {_why(e)}"
             log(f"host {r.host.label()}: {r.reason}")
-        elif status == "failed" and r.state == "planned":
-            r.state, r.reason = "lost", f"task '{task}' failed: {_why(e)}"
+        elif status == "failed" and r.state == HostState.PLANNED:
+            r.state, r.reason = HostState.LOST, f"task '{task}' failed: {_why(e)}"
             log(f"host {r.host.label()}: {r.reason}")
         elif task == "lab run" and status == "ok":
             r.started = e.get("time")
@@ -358,7 +366,7 @@ def _run_playbook(job: Job, job_path: str, inventory: str, out: Path,
             log(f"host {r.host.label()}: lab run exited {r.exit_code}"
                 + (f" after {r.seconds:.0f}s" if r.seconds else ""))
         elif task == "Fetch the results" and status == "ok":
-            r.state, r.fetched = "done", fetch / f"{r.host.name}.tgz"
+            r.state, r.fetched = HostState.DONE, fetch / f"{r.host.name}.tgz"
             log(f"host {r.host.label()}: results fetched")
 
     try:
@@ -368,8 +376,8 @@ def _run_playbook(job: Job, job_path: str, inventory: str, out: Path,
         log(f"ansible-playbook: {e}")
     for n in active:
         r = runs[n]
-        if r.state == "planned":
-            r.state, r.reason = "lost", (f"returned no results (see {out}/ansible-run.log)"
+        if r.state == HostState.PLANNED:
+            r.state, r.reason = HostState.LOST, (f"returned no results (see {out}/ansible-run.log)"
                                          if not r.reason else r.reason)
 
 
@@ -430,14 +438,16 @@ def _merge(job: Job, cells: list[Cell], out: Path, runs: dict[str, HostRun],
             names.append(str(results))
             if (results / "junit.xml").exists():
                 junits.append(_tag_junit((results / "junit.xml").read_text(), r.host.name))
-        if r.state == "done" and r.exit_code not in (0, 1) and not r.reason:
+        if r.state == HostState.DONE and r.exit_code not in (0, 1) and not r.reason:
             tail = ""
             logf = out / "hosts" / r.host.name / "lab.log"
             if logf.exists():
                 tail = " ".join(logf.read_text(errors="replace").strip().splitlines()[-2:])
             r.reason = f"lab run exited {r.exit_code}: {tail[-400:]}"
-        reason = r.reason or "returned no result for it"
-        if r.state == "left-out":
+        reason = r.reason or ("its lab run did not finish in time (--timeout)"
+                              if r.state == HostState.DONE and r.exit_code is None
+                              else "returned no result for it")
+        if r.state == HostState.LEFT_OUT:
             reason = f"left out before the run: {r.reason}"
         missing = lost_suites(job, [by_id[c] for c in r.cells], got, r.host, reason)
         lost += missing
@@ -463,7 +473,7 @@ def _merge(job: Job, cells: list[Cell], out: Path, runs: dict[str, HostRun],
                   shards=[n for n, r in runs.items() if r.cells],
                   state=str(RunState.FINISHED),
                   hosts=[r.to_dict() for r in runs.values()])
-    if any(r.state in ("lost", "left-out") for r in runs.values()):
+    if any(r.state in (HostState.LOST, HostState.LEFT_OUT) for r in runs.values()):
         merged["exit_code"] = merged["exit_code"] or EXIT_INFRA
     write_atomic(out / "summary.json", json.dumps(merged, indent=1))
     write_atomic(out / "junit.xml", merge_junit(junits, names[:len(junits)]))
