@@ -17,7 +17,8 @@ and `lab hosts probe`, what a host says about itself.
    a planned cell a host never returned (the host died, its lab crashed) is
    an error suite naming the host and why. The run is recorded in the
    history store, and the report printed. Exit code: the merged run's
-   (0, 1, 2); 2 at least when a host was left out or lost.
+   (0, 1, 2: a lost host's cells are errors); 2 instead of 0 when a host
+   was left out.
 """
 
 from __future__ import annotations

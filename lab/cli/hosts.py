@@ -21,8 +21,8 @@ def register(sub) -> None:
                     "(ansible/hosts-run.yml), fetch and merge the results into one "
                     "junit.xml + summary.json, record the run in the history. A host that "
                     "cannot be used or is lost mid-run is named; its cells are "
-                    "infrastructure errors. Exit status: the merged run's (0, 1, 2; 2 at "
-                    "least when a host was left out or lost), 3 for bad input (the job, an "
+                    "infrastructure errors. Exit status: the merged run's (0, 1, 2; 2 "
+                    "instead of 0 when a host was left out), 3 for bad input (the job, an "
                     "inventory without hosts, pinned shards not covering the matrix).")
     r.add_argument("job", help="job file (YAML)")
     r.add_argument("-i", "--inventory", required=True,
