@@ -172,6 +172,9 @@ class Job:
     description: str = ""
     # which dimensions the file declared (an undeclared one is left out of ids)
     declared: frozenset[str] = frozenset({"kernel"})
+    # (kernel, variant, artifact dir): kernels built elsewhere (`lab run
+    # --prebuilt`, set by `lab hosts run`); never read from the job file
+    prebuilt: tuple[tuple[str, str, str], ...] = ()
 
     @property
     def kernel(self) -> KernelSpec:

@@ -11,6 +11,7 @@ cell. Each cell runs `repeat` times; a repeat is one boot, one testsuite.
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
+from pathlib import Path
 
 from .errors import UserError
 from .job import Job, KernelKind, KernelSpec, NamedKernel, Variant, WorkloadSet
@@ -87,9 +88,14 @@ def expand(job: Job) -> list[Cell]:
     baselines = {k.baseline for k in job.kernels if k.baseline}
     by_name = ({k.name: k for k in job.kernels}, {v.name: v for v in job.variants},
                {w.name: w for w in job.workload_sets})
+    prebuilt = {(k, v): Path(d) for k, v, d in job.prebuilt}
     cells = []
     for c in combos:
         k = by_name[0][c["kernel"]]
+        if (k.name, c["variant"]) in prebuilt and k.spec.kind is KernelKind.BUILD:
+            # built once elsewhere (`lab hosts run`): boot that artifact
+            k = replace(k, spec=KernelSpec(KernelKind.ARTIFACT,
+                                           path=prebuilt[(k.name, c["variant"])]))
         base = (cell_id(job, k.baseline, c["variant"], c["workloads"])
                 if k.baseline else None)
         cells.append(Cell(cell_id(job, c["kernel"], c["variant"], c["workloads"]), k,

@@ -39,6 +39,15 @@ def host_memory_mb() -> int:
         return 4096
 
 
+def host_cores() -> int:
+    """The cores this process may run on (a taskset or cpuset limits them),
+    not every core of the machine."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
+
+
 @dataclass
 class Usage:
     cores: int = 0
@@ -50,7 +59,7 @@ class Usage:
 
 class Resources:
     def __init__(self, cores: int | None = None, memory_mb: int | None = None):
-        self.cores = max(1, cores or os.cpu_count() or 1)
+        self.cores = max(1, cores or host_cores())
         self.memory_mb = max(512, memory_mb or host_memory_mb() - HOST_RESERVE_MB)
         self.usage = Usage()
         self._cond = threading.Condition()

@@ -15,7 +15,7 @@ from .helptext import EXIT_INTERRUPTED, main_epilog, version
 
 # Modules that add their own subcommands through register(subparsers).
 COMMAND_MODULES = ("lab.cli.core", "lab.cli.dmesg", "lab.cli.kernel", "lab.cli.report",
-                   "lab.cli.export", "lab.cli.bisect")
+                   "lab.cli.export", "lab.cli.bisect", "lab.cli.hosts")
 
 
 class _Parser(argparse.ArgumentParser):

@@ -39,6 +39,9 @@ def register(sub) -> None:
     p.add_argument("--cell", action="append", metavar="ID",
                    help="run only this cell (repeatable); ids from `lab matrix JOB --list`")
     p.add_argument("--shard", metavar="I/N", help="run shard I of N of the cells")
+    p.add_argument("--prebuilt", metavar="MAP.json", type=Path,
+                   help='kernels built elsewhere: {"KERNEL/VARIANT": ARTIFACT_DIR}; those '
+                        "cells boot the artifact instead of building (lab hosts run uses it)")
     p.set_defaults(func=cmd_run)
 
     p = sub.add_parser("matrix", help="the cells a job expands into",
@@ -103,9 +106,13 @@ def parse_kernel_arg(value: str):
 
 
 def _cells(args):
+    from dataclasses import replace
     from ..job import load_job
     from ..matrix import expand, parse_shard, select
     job = load_job(args.job)
+    if getattr(args, "prebuilt", None):
+        from ..fanout import load_prebuilt
+        job = replace(job, prebuilt=load_prebuilt(args.prebuilt))
     shard = parse_shard(args.shard) if args.shard else None
     return job, select(job, expand(job), args.cell, shard), shard
 
