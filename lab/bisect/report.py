@@ -127,7 +127,8 @@ def text(res: dict, where: str) -> str:
     out.append(f"  target: {res['target_text']}")
     for e in res.get("evidence") or []:
         out.append(f"  evidence: {e}")
-    rate = (f"{rep['bad_endpoint_bad']}/{rep['bad_endpoint_runs']} runs of the bad endpoint")
+    rate = (f"{rep['bad_endpoint_bad']}/{rep['bad_endpoint_runs']} runs of the bad endpoint"
+            if rep["bad_endpoint_runs"] else "the bad endpoint not run (--endpoints as-needed)")
     out.append(f"  reproduced in {rate}" + (
         f": flaky, planned with a rate of {rep['rate_used']:.2f} (the lower end of its "
         "interval)" if rep["flaky"] else ": taken as deterministic"))

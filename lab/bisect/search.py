@@ -66,6 +66,9 @@ class Policy:
     repeat: int = 1          # runs of each endpoint; most runs of a step at a time
     max_runs: int = 10       # most runs of one revision
     confidence: float = 0.95
+    # False (--endpoints as-needed): a deterministic search (repeat 1) runs
+    # an endpoint only when the candidates left need it; see next_as_needed
+    endpoints_first: bool = True
 
     def __post_init__(self):
         if self.repeat < 1 or self.max_runs < self.repeat:
@@ -237,6 +240,10 @@ class Search:
 
     def next(self) -> Next | Done:
         pol, n = self.policy, self.n
+        if not pol.endpoints_first and pol.repeat == 1 and not self.flaky:
+            lazy = self.next_as_needed()
+            if lazy is not None:
+                return lazy
         bad_end = self.tally(n)
         if bad_end.skip and not bad_end.bad:
             return Done(Outcome.UNTESTABLE, message="the bad endpoint cannot be tested: "
@@ -296,6 +303,52 @@ class Search:
                         f"--max-runs {pol.max_runs} reached before --confidence "
                         f"{pol.confidence:g}", self.max_runs_needed(capped))
         return Done(Outcome.AMBIGUOUS, best, post[best], cands,
+                    "the revisions left between the last good and the first bad could not "
+                    "be tested (skipped)")
+
+    def next_as_needed(self) -> Next | Done | None:
+        """Binary search over every outcome at once, for a deterministic
+        target: the culprit c in 0..n, or c = n + 1 for "the bad endpoint
+        does not show it". A good run at i rules out c <= i, a bad run
+        rules out c > i, so each run halves the n + 2 outcomes: at most
+        ceil(log2(n + 2)) runs in all, endpoints included, which is
+        ceil(log2 n) + 1 or less for n >= 2 (endpoints first take
+        ceil(log2 n) + 2 when n is a power of two). Every verdict still
+        rests on runs: a culprit c on a bad run of c and a good run of
+        c - 1, "not reproduced" on a good run of n, "good is bad" on a bad
+        run of 0. None when runs contradict each other (a good run above a
+        bad one: the target is flaky, or the history not monotonic): the
+        general search, endpoints first, takes over."""
+        n = self.n
+        lo = max((i for i, t in self.tallies.items() if t.good and not t.bad), default=-1)
+        hi = self.first_bad() if any(t.bad for t in self.tallies.values()) else n + 1
+        if lo >= hi:
+            return None
+        if hi == lo + 1:
+            if hi == n + 1:
+                return Done(Outcome.NOT_REPRODUCED,
+                            message=f"the target did not appear in {self.tally(n).runs} "
+                                    "run(s) of the bad endpoint")
+            if hi == 0:
+                return Done(Outcome.GOOD_IS_BAD, culprit=0,
+                            message=f"the target appeared on the good endpoint too "
+                                    f"({self.tally(0).bad} of {self.tally(0).runs} run(s))")
+            return Done(Outcome.FOUND, hi, 1.0, (hi,))
+        # testing i splits the outcomes lo+1..hi into lo+1..i and i+1..hi
+        testable = [i for i in range(lo + 1, min(hi, n + 1)) if not self.tally(i).skip]
+        if testable:
+            i = min(testable, key=lambda j: (abs((j - lo) - (hi - j)), j))
+            what = ("the bad endpoint" if i == n else "the good endpoint" if i == 0
+                    else f"splits the {hi - lo} outcomes left {i - lo} / {hi - i}")
+            return Next(i, 1, True, what)
+        for end, name, open_end in ((n, "bad", hi == n + 1), (0, "good", lo == -1)):
+            t = self.tally(end)
+            if open_end and t.skip:
+                return Done(Outcome.UNTESTABLE,
+                            message=f"the {name} endpoint cannot be tested: "
+                                    + (t.reasons[0] if t.reasons else "skipped"))
+        cands = tuple(range(lo + 1, hi + 1))
+        return Done(Outcome.AMBIGUOUS, cands[0], 1 / len(cands), cands,
                     "the revisions left between the last good and the first bad could not "
                     "be tested (skipped)")
 

@@ -81,6 +81,12 @@ def register(subparsers) -> None:
                          "reach the confidence)")
     fl.add_argument("--confidence", type=float, metavar="C",
                     help="probability the named revision must reach (default 0.95)")
+    fl.add_argument("--endpoints", choices=("first", "as-needed"),
+                    help="first (default): run the bad endpoint, then the good one, before "
+                         "searching; as-needed (with --repeat 1): run an endpoint only when "
+                         "the search needs it, at most ceil(log2(N+2)) steps in all (one "
+                         "fewer when N is a power of two) but a target that never shows is "
+                         "noticed only at the end")
     output_option(p, "the bisection's directory (default: a new <date>-bisect-<job> "
                      "directory under $LAB_RUNS_DIR, else ./runs)")
     p.add_argument("--resume", type=Path, metavar="DIR",
@@ -146,7 +152,13 @@ def policy_from_args(args, old):
     if not 0.5 <= confidence < 1:
         raise UserError(f"must be at least 0.5 and below 1, got {confidence:g}",
                         field="--confidence")
-    return Policy(repeat, max_runs, confidence)
+    endpoints = getattr(args, "endpoints", None)
+    first = old.endpoints_first if endpoints is None else endpoints == "first"
+    if not first and repeat > 1:
+        raise UserError("--endpoints as-needed is for a deterministic target (--repeat 1): "
+                        "a flaky target's rate is measured on the bad endpoint, first",
+                        field="--endpoints")
+    return Policy(repeat, max_runs, confidence, first)
 
 
 def _only_resume(args) -> None:

@@ -123,6 +123,24 @@ def test_tree_bisection_names_the_commit_and_leaves_the_checkout_alone(
     assert "CC      kernel/fork.o" not in (art / "build.log").read_text()
 
 
+def test_endpoints_as_needed_through_the_cli(tree, fragment, machines, tmp_path, capsys):
+    """--endpoints as-needed: the same commit named in fewer steps, the bad
+    endpoint not run, and the state keeps the choice for --resume."""
+    base = git(tree, "rev-parse", "HEAD").strip()
+    hashes = commits(tree, 8, bad_at=5)
+    code = main(["bisect", "--tree", str(tree), "--good", base, "--bad", "master",
+                 "--fragment", fragment, "--workload", WORKLOAD, "--finding",
+                 WARN_TARGET.pattern, "--endpoints", "as-needed", "--json",
+                 "-o", str(tmp_path / "b")])
+    res = json.loads(capsys.readouterr().out)
+    assert code == 0 and res["culprit"]["commit"] == hashes[4]
+    order = [s["index"] for s in res["steps"]]
+    assert 8 not in order and 0 not in order and len(order) <= 4
+    assert {4, 5} <= set(order)          # the culprit ran bad, its parent good
+    st = json.loads((tmp_path / "b" / "bisect.json").read_text())
+    assert st["setup"]["policy"]["endpoints_first"] is False
+
+
 def test_results_junit_summary_and_history(tree, fragment, machines, tmp_path):
     base = git(tree, "rev-parse", "HEAD").strip()
     commits(tree, 4, bad_at=3)
@@ -294,6 +312,8 @@ def test_good_on_a_merged_branch_is_bad_input(tree, fragment, machines, tmp_path
     (["--finding", "x", "--workload", "shell:[1, 2]"], "must be a mapping"),
     (["--finding", "x", "--workload", "nosuch"], "nosuch"),
     (["--finding", "re:(", "--workload", WORKLOAD], "regular expression"),
+    (["--finding", "x", "--workload", WORKLOAD, "--repeat", "3", "--endpoints", "as-needed"],
+     "--endpoints as-needed is for a deterministic target"),
 ])
 def test_bad_arguments(tree, fragment, machines, tmp_path, capsys, argv, words):
     base = git(tree, "rev-parse", "HEAD").strip()

@@ -54,14 +54,15 @@ def test_two_culprits_next_to_each_other_share_every_step():
 @settings(max_examples=300, deadline=None)
 @given(st.integers(min_value=1, max_value=300), st.data())
 def test_deterministic_culprit_in_at_most_log2_steps(n, data):
-    """Between the endpoints, at most ceil(log2 N) build-and-test steps (the
-    issue's bound is ceil(log2 N) + 1); the two endpoint checks come first."""
+    """Between the endpoints, at most ceil(log2 N) build-and-test steps; the
+    two endpoint checks come first (ceil(log2 N) + 2 in all: the issue's
+    ceil(log2 N) + 1 is --endpoints as-needed's, tested below)."""
     culprit = data.draw(st.integers(min_value=1, max_value=n))
     done, order, runs = bisect(n, culprit)
     assert done.outcome is Outcome.FOUND and done.culprit == culprit
     assert done.confidence == 1.0
     search_steps = len(order) - 2
-    assert search_steps <= math.ceil(math.log2(n)) <= math.ceil(math.log2(n)) + 1
+    assert search_steps <= math.ceil(math.log2(n))
     assert runs == len(order)             # deterministic: one run per step
 
 
@@ -177,3 +178,58 @@ def test_policy_is_checked():
         Policy(repeat=5, max_runs=3)
     with pytest.raises(ValueError):
         Policy(confidence=1.0)
+
+
+# --- --endpoints as-needed: one binary search over every outcome ------------
+
+AS_NEEDED = Policy(endpoints_first=False)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.integers(min_value=2, max_value=300), st.data())
+def test_as_needed_finds_the_culprit_in_at_most_log2_plus_one_steps(n, data):
+    """The issue's bound, endpoints included: ceil(log2 N) + 1 build-and-test
+    steps for a deterministic regression in N patches (N >= 2)."""
+    culprit = data.draw(st.integers(min_value=1, max_value=n))
+    done, order, runs = bisect(n, culprit, policy=AS_NEEDED)
+    assert done.outcome is Outcome.FOUND and done.culprit == culprit
+    assert len(order) <= math.ceil(math.log2(n)) + 1
+    assert runs == len(order)
+    # the verdict rests on runs: the culprit ran bad, the one before it good
+    assert culprit in order and culprit - 1 in order
+
+
+def test_as_needed_on_the_fixture_takes_four_steps_not_five():
+    done, order, _ = bisect(8, 3, policy=AS_NEEDED)
+    assert done.culprit == 3 and len(order) == 4
+    assert len(bisect(8, 3)[1]) == 5          # endpoints first: 2 + ceil(log2 8)
+
+
+def test_as_needed_a_target_that_never_shows_ends_on_a_good_run_of_the_bad_endpoint():
+    done, order, _ = bisect(8, 99, policy=AS_NEEDED)
+    assert done.outcome is Outcome.NOT_REPRODUCED
+    assert order[-1] == 8 and len(order) <= 4
+
+
+def test_as_needed_a_target_already_on_the_good_endpoint_ends_on_its_bad_run():
+    done, order, _ = bisect(8, 0, policy=AS_NEEDED)
+    assert done.outcome is Outcome.GOOD_IS_BAD and done.culprit == 0
+    assert order[-1] == 0
+
+
+def test_as_needed_untestable_endpoints_and_skips():
+    assert bisect(8, 99, policy=AS_NEEDED, skip={8})[0].outcome is Outcome.UNTESTABLE
+    done = bisect(8, 1, policy=AS_NEEDED, skip={0})[0]
+    assert done.outcome is Outcome.UNTESTABLE and "good endpoint" in done.message
+    done = bisect(8, 5, policy=AS_NEEDED, skip={4, 5})[0]
+    assert done.outcome is Outcome.AMBIGUOUS and set(done.candidates) == {4, 5, 6}
+    done = bisect(8, 6, policy=AS_NEEDED, skip={4})[0]
+    assert done.outcome is Outcome.FOUND and done.culprit == 6
+
+
+def test_as_needed_falls_back_to_the_general_search_when_runs_disagree():
+    """A good run above a bad one (a flaky target under --repeat 1): the
+    endpoints-first search takes over instead of naming a culprit."""
+    obs = [Observation(4, Verdict.BAD), Observation(6, Verdict.GOOD)]
+    act = Search(8, AS_NEEDED, obs).next()
+    assert isinstance(act, Next) and act.index == 8
