@@ -32,6 +32,10 @@ def test_every_subtest_is_a_case():
     assert len(subs) == 16 and all(c.status is Status.PASSED for c in subs)
     assert subs[0].name == f"{BASE}.MADV_POPULATE_READ with PROT_READ"
     assert subs[0].output == "[RUN] test_prot_read"
+    assert [c.name for c in subs[12:]] == [f"{BASE}.range is populated",
+                                           f"{BASE}.range initially not populated (2)",
+                                           f"{BASE}.MADV_POPULATE_WRITE",
+                                           f"{BASE}.range is populated (2)"]
 
 
 FAILING = """TAP version 13
@@ -98,6 +102,7 @@ def test_runner_output_names_subtests_by_their_program():
     run, *subs = judge_program("kselftest.vm", 1, text, "", 1.0, {})
     names = [c.name for c in subs]
     assert names[0] == "kselftest.vm.selftests: vm: soft-dirty"
+    assert subs[0].message == "skipped: soft-dirty is not support"
     assert "kselftest.vm.selftests: vm: madv_populate.MADV_POPULATE_READ" in names
     assert "kselftest.vm.selftests: vm: madv_populate" not in names   # passed: its subtests say it
     assert subs[-1].status is Status.FAILED and subs[-1].name.endswith("nonexistent")
