@@ -19,7 +19,8 @@ draft, tools/testing/selftests/kselftest.h and kselftest/runner.sh):
   `# TAP version 13` line. The two nest into each other;
 - `Bail out! reason`: the block ends there and its missing results say so;
 - anything else (kernel messages on a console, a program's own prints) is an
-  unknown line: kept, never a result. A line of the parent's level that is a
+  unknown line: kept, never a result; so is a plan above MAX_PLAN or a
+  nesting deeper than MAX_DEPTH. A line of the parent's level that is a
   result, plan or version line ends a nested block; so does a less indented
   diagnostic once the nested plan is complete.
 
@@ -44,6 +45,8 @@ SUBTEST_RE = re.compile(r"^#\s*Subtest:\s*(.*)$")
 DIRECTIVE_RE = re.compile(r"^(skip\w*|todo|xfail|timeout|error)(?!\w)[:\s]*(.*)$", re.I | re.S)
 ANY_VERSION_RE = re.compile(r"^\s*(?:KTAP|TAP) version \d+\s*$", re.M)
 RUNNER_PREFIX = "# "          # kselftest/runner.sh: each line of a test's output
+MAX_DEPTH = 32                # deeper "nested" lines are unknown: no recursion blow-up
+MAX_PLAN = 10_000             # a larger "plan" is noise, not tests to report missing
 INDENT = "  "                 # one KTAP nesting level
 
 
@@ -227,7 +230,7 @@ class _Parser:
                 self.i += 1
                 continue
             rest = line[len(prefix):]
-            more = _nested_prefix(rest)
+            more = _nested_prefix(rest) if len(parents) < MAX_DEPTH else None
             if more is not None:
                 if sub is not None:       # two nested blocks in a row: the first lost its result
                     last += 1
@@ -242,7 +245,7 @@ class _Parser:
                 else:
                     b.unknown.append(line)
             elif (m := PLAN_RE.match(rest)) is not None:
-                if b.plan is None:
+                if b.plan is None and int(m.group(1)) <= MAX_PLAN:
                     skip = None
                     if m.group(2) is not None:
                         d = DIRECTIVE_RE.match(m.group(2).strip())

@@ -189,6 +189,13 @@ ok 2 other
                                              "  garbage indented"]
 
 
+def test_hostile_input_stays_bounded():
+    deep = "".join(" " * i + "KTAP version 1\n" for i in range(0, 2000))
+    b = ktap.parse(deep)                             # no RecursionError
+    assert b.version == "KTAP version 1"
+    assert ktap.parse("TAP version 13\n1..99999999999\nok 1 a\n").plan is None
+
+
 def test_has_ktap():
     assert ktap.has_ktap("noise\nTAP version 13\n1..1\n")
     assert not ktap.has_ktap("PIN_FAST_BENCHMARK: Time: get:1520 put:80 us\n")
