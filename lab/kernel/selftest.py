@@ -106,6 +106,13 @@ def selftest_key(parts: list[str]) -> str:
     return hashlib.sha256("\n".join(["lab-kselftest-v1", *parts]).encode()).hexdigest()[:20]
 
 
+def build_keys(src: SelftestSource, target: str, test: str, cc: str) -> tuple[str, str]:
+    """The keys of the program's build and of its headers: what they read at
+    the source's commit, not the commit itself."""
+    return (selftest_key([target, test, cc, *_tree_ids(src, KEY_PATHS)]),
+            selftest_key(["headers", *_tree_ids(src, HEADER_PATHS)]))
+
+
 def root() -> Path:
     p = cache_dir() / "kselftests"
     p.mkdir(parents=True, exist_ok=True)
@@ -122,9 +129,7 @@ def build_selftest(src: SelftestSource, target: str, test: str) -> SelftestBuild
     if not git(src.repo, "cat-file", "-e", f"{src.commit}:{SELFTESTS}/{target}",
                check=False).ok:
         return SelftestBuild(None, f"{src.describe()} has no {SELFTESTS}/{target}")
-    cc = cc_version()
-    key = selftest_key([target, test, cc, *_tree_ids(src, KEY_PATHS)])
-    hkey = selftest_key(["headers", *_tree_ids(src, HEADER_PATHS)])
+    key, hkey = build_keys(src, target, test, cc_version())
     out = root() / key / test
     if out.exists():
         return SelftestBuild(out, cached=True)

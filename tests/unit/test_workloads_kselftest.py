@@ -16,6 +16,8 @@ from lab.results import Status
 from lab.workloads.base import WorkloadContext
 from lab.workloads.kselftest import Kselftest, judge_program
 
+from .kerneltree import git as sh
+
 DATA = Path(__file__).parent / "data" / "ktap"
 BASE = "kselftest.vm.madv_populate"
 
@@ -190,3 +192,21 @@ def test_source_of_a_kernel(tmp_path, monkeypatch):
     assert "names no source tree" in selftest.source_of(k)
     (d / "metadata.json").write_text('{"source": {"tree_id": "linux-x"}, "tree_commit": "ab"}')
     assert "repository of linux-x is gone" in selftest.source_of(k)
+
+
+def test_commits_that_change_only_kernel_code_share_a_build(tree):
+    """The `tree` fixture: a git repository of the fake kernel tree."""
+    def at(rev):
+        src = selftest.SelftestSource(tree, sh(tree, "rev-parse", rev).strip(), "fake")
+        return selftest.build_keys(src, "vm", "gup_test", "gcc 12")
+    base = at("HEAD")
+    (tree / "mm" / "gup.c").write_text("/* a patch to gup */\n")
+    sh(tree, "commit", "-qam", "mm/gup: a patch")
+    assert at("HEAD") == base
+    (tree / "tools/testing/selftests/vm/gup_test.c").write_text("int main(void){return 4;}\n")
+    sh(tree, "commit", "-qam", "selftests: a patch")
+    changed = at("HEAD")
+    assert changed[0] != base[0] and changed[1] == base[1]   # headers unchanged
+    src = selftest.SelftestSource(tree, sh(tree, "rev-parse", "HEAD").strip(), "fake")
+    assert selftest.build_selftest(src, "nope", "x").error == \
+        f"fake at {src.commit[:12]} has no tools/testing/selftests/nope"
