@@ -24,7 +24,7 @@ def lookup(name: str, *, file: str = "", field: str = "") -> type[Workload]:
 
 def _load_builtin() -> None:
     # Importing the modules registers them.
-    from . import dax, fio, gup_test, pinhold, rdma, shell  # noqa: F401
+    from . import dax, fio, gup_test, kselftest, pinhold, rdma, shell  # noqa: F401
 
 
 __all__ = ["Option", "Workload", "WorkloadContext", "REGISTRY", "register", "lookup"]

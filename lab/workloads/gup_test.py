@@ -3,7 +3,9 @@ mm/ later), built statically from the tree under test by `lab build` into
 the kernel artifact directory. It drives /sys/kernel/debug/gup_test
 (CONFIG_GUP_TEST): get_user_pages / pin_user_pages (fast, long-term, basic)
 and dump_page of pinned pages, over anonymous, shmem or ext4 file mappings.
-Skipped with the reason on kernels without CONFIG_GUP_TEST."""
+Skipped with the reason on kernels without CONFIG_GUP_TEST. Where gup_test
+prints KTAP (kselftest.h, later kernels) each of its results is a case of its
+own (judge_all); 6.1's prints none and is judged by its exit status."""
 
 from __future__ import annotations
 
@@ -11,13 +13,14 @@ import re
 import shlex
 from pathlib import Path
 
-from .. import hang, validate
+from .. import hang, ktap, validate
 from ..errors import CommandTimeout
 from ..results import CaseResult, Status
 from ..validate import MAX_DISK_MB
 from . import register
 from .base import Option, Workload, WorkloadContext
 from .common import GUEST_DIR, NVME, logged, make_fs, nvme_present, unmount
+from .kselftest import judge_program
 
 DEBUGFS_FILE = "/sys/kernel/debug/gup_test"
 MNT = "/mnt/lab-gup"
@@ -74,6 +77,22 @@ def judge(name: str, rc: int, out: str, err: str, duration: float,
                           details=text[-4000:], properties=props)
     return CaseResult(name, Status.PASSED, duration, output=out.strip()[-4000:],
                       properties=props)
+
+
+def judge_all(name: str, rc: int, out: str, err: str, duration: float,
+              props: dict[str, str]) -> list[CaseResult]:
+    """gup_test's testcases (pure). Kernels whose gup_test uses kselftest.h
+    (selftests/mm, 6.5 on) print KTAP with a result per thread: then the run
+    is a case (with the timings) and each thread's result one more,
+    `<name>.thread-N`. 6.1's prints no KTAP: one case from the exit status."""
+    if not ktap.has_ktap(out):
+        return [judge(name, rc, out, err, duration, props)]
+    run, *subs = judge_program(name, rc, out, err, duration, props,
+                               name=lambda r: f"thread-{r.number}")
+    timed = judge(name, 0, out, "", duration, {})
+    run.properties.update({k: v for k, v in timed.properties.items()
+                           if k in ("get_us", "put_us", "runs")})
+    return [run, *subs]
 
 
 @register
@@ -136,7 +155,7 @@ class GupTest(Workload):
                     mounted = True
                     g.run(f"truncate -s {o['size_mb']}M {MNT}/gup.dat", timeout=60, check=True)
                 for v in o["variants"]:
-                    cases.append(self._one(ctx, g, remote, v, backing, per_run))
+                    cases += self._one(ctx, g, remote, v, backing, per_run)
                 if mounted:
                     unmount(g, MNT)
                     mounted = False
@@ -150,7 +169,7 @@ class GupTest(Workload):
         return cases
 
     def _one(self, ctx, g, remote: str, variant: str, backing: str,
-             timeout: float) -> CaseResult:
+             timeout: float) -> list[CaseResult]:
         o = self.opts
         name = f"gup_test.{variant}.{backing}"
         argv = gup_argv(remote, variant, backing, size_mb=o["size_mb"], repeats=o["repeats"],
@@ -161,5 +180,5 @@ class GupTest(Workload):
         except CommandTimeout as e:
             raise hang.tag(e, name)
         ctx.save(f"{name}.out", r.stdout + (f"\n--- stderr ---\n{r.stderr}" if r.stderr else ""))
-        return judge(name, r.returncode, r.stdout, r.stderr, r.duration,
-                     {"command": cmd, "exit_status": str(r.returncode)})
+        return judge_all(name, r.returncode, r.stdout, r.stderr, r.duration,
+                         {"command": cmd, "exit_status": str(r.returncode)})

@@ -3,7 +3,7 @@ distro kernel (a few seconds of each), then the results are checked for
 being real: verified fio IO, RDMA bandwidth, a mount with dax=always, pin
 counters that were read and balance. On a lab-built kernel (if the cache
 holds one, as tests/integration/test_kernel_build.py leaves it) gup_test
-runs too."""
+and the kselftest workload run too, on one boot of it."""
 
 from __future__ import annotations
 
@@ -131,15 +131,22 @@ def lab_kernel():
     return None
 
 
-def test_gup_test_on_a_lab_built_kernel(image, tmp_path):
+@pytest.fixture(scope="module")
+def lab_run(image, tmp_path_factory):
+    """One boot of a lab-built kernel: gup_test, then the kselftest workload
+    (madv_populate built from that kernel's tree)."""
     d = lab_kernel()
     assert d is not None, ("no lab-built kernel with gup_test in the cache "
                            "(tests/integration/test_kernel_build.py builds one first)")
     job = {"name": "gup-lab", "kernel": {"artifact": str(d)}, "image": "debian-bookworm",
            "machine": {"memory_mb": 1024, "nvme_mb": 256, "pmem_mb": 0},
            "hung_task_timeout": 20, "timeouts": {"boot": 240, "workload": 300},
-           "workloads": [{"gup_test": {"size_mb": 16}}]}
-    code, _, cases, _ = run(tmp_path, job)
+           "workloads": [{"gup_test": {"size_mb": 16}}, {"kselftest": {}}]}
+    return run(tmp_path_factory.mktemp("gup-lab"), job)
+
+
+def test_gup_test_on_a_lab_built_kernel(lab_run):
+    code, _, cases, _ = lab_run
     ran = {k[1]: c for k, c in cases.items() if k[0] == "gup_test" and k[1] != "pin-balance"}
     assert len(ran) == 14, list(ran)                 # 7 variants x anon, ext4
     for name, c in ran.items():
@@ -147,3 +154,23 @@ def test_gup_test_on_a_lab_built_kernel(image, tmp_path):
     assert float(ran["gup_test.pin-fast.anon"]["properties"]["get_us"]) > 0
     pins = cases[("gup_test", "pin-balance")]
     assert pins["status"] == "passed" and int(pins["properties"]["pins_acquired"]) > 0
+
+
+def test_kselftest_subtests_are_cases_from_the_guest(lab_run):
+    _, _, cases, out = lab_run
+    ks = {k[1]: c for k, c in cases.items() if k[0] == "kselftest"}
+    run = ks.pop("kselftest.vm.madv_populate")
+    assert run["status"] == "passed", run["message"]
+    assert run["properties"]["exit_status"] == "0"
+    assert ks.pop("pin-balance")["status"] == "passed"
+    ks = {k: c for k, c in ks.items() if k.startswith("kselftest.")}
+    # 16 subtests, 21 when the kernel has soft-dirty: each its own case, with the
+    # status the guest's kselftest.h printed
+    assert len(ks) in (16, 21), list(ks)
+    assert int(run["properties"]["ktap_plan"]) == len(ks)
+    prot = ks["kselftest.vm.madv_populate.MADV_POPULATE_READ with PROT_READ"]
+    assert prot["status"] == "passed" and prot["properties"]["ktap_number"] == "1"
+    assert all(c["status"] == "passed" for c in ks.values()), {
+        k: c["message"] for k, c in ks.items() if c["status"] != "passed"}
+    text = (out / "01-kselftest" / "kselftest.vm.madv_populate.out").read_text()
+    assert text.startswith("TAP version 13")

@@ -44,8 +44,8 @@ REFUSED = [
      'workloads[0].bogus', "unknown key 'bogus'; valid: name, timeout, stall_threshold, "
                            "options", 4),
     (HEAD + 'workloads: [{nosuch: {}}]\n',
-     'workloads[0].name', "unknown workload 'nosuch'; valid: dax, fio, gup_test, pinhold, "
-                          "rdma, shell", 4),
+     'workloads[0].name', "unknown workload 'nosuch'; valid: dax, fio, gup_test, kselftest, "
+                          "pinhold, rdma, shell", 4),
     (HEAD + 'workloads: [5]\n',
      'workloads[0]', 'expected a mapping, got 5', 4),
     (HEAD + 'workloads: []\n',

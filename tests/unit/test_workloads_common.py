@@ -129,7 +129,7 @@ def test_unknown_workload_lists_the_valid_ones():
     with pytest.raises(UserError) as ei:
         lookup("rmda", file="j.yaml", field="workloads[1].name")
     assert ei.value.exit_code == 3
-    assert "valid: dax, fio, gup_test, pinhold, rdma, shell" in str(ei.value)
+    assert "valid: dax, fio, gup_test, kselftest, pinhold, rdma, shell" in str(ei.value)
 
 
 def test_helper_key_depends_on_source_compiler_and_flags():
