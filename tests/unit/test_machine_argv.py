@@ -103,3 +103,27 @@ def test_an_unknown_accelerator_says_which_are_known():
     from lab.vm.spec import MachineSpec
     with pytest.raises(ValueError, match=r"accel must be one of \('kvm', 'tcg'\), got 'hvf'"):
         MachineSpec(kernel="/k", cmdline="", accel="hvf").argv()
+
+
+def test_a_shared_directory_is_a_virtio_9p_device(tmp_path, monkeypatch):
+    """--share DIR: -fsdev local (read-write: no readonly, security_model=none)
+    + virtio-9p-pci with the tag the guest mounts, a comma in the path doubled."""
+    from lab.vm.base import Share
+    from lab.vm.machine import mount_command
+    monkeypatch.setenv("LAB_CACHE_DIR", str(tmp_path / "cache"))
+    kernel = KernelArtifact.from_dir(make_artifact(tmp_path / "art", "6.1-art"))
+    share = Share(tmp_path / "my,src")
+    cfg = BootConfig(kernel=kernel, image=image(tmp_path), nvme_mb=0, shares=(share,))
+    argv = Machine(cfg, tmp_path / "run").build_spec(ssh_port=2222, accel="tcg").argv()
+    i = argv.index("-fsdev")
+    assert argv[i + 1] == (f"local,id=fs0,path={tmp_path}/my,,src,security_model=none,"
+                           "multidevs=remap")
+    assert argv[i + 2:i + 4] == ["-device", "virtio-9p-pci,fsdev=fs0,mount_tag=labshare0"]
+    assert "readonly" not in argv[i + 1]
+    cmd = mount_command(share, "labshare0")
+    assert "modprobe -qa 9pnet_virtio 9p" in cmd
+    assert cmd.endswith("mount -t 9p -o trans=virtio,version=9p2000.L,msize=262144 "
+                        f"labshare0 {tmp_path}/my,src")
+    assert mount_command(Share(tmp_path / "a b"), "t").endswith(f" t '{tmp_path}/a b'")
+    none = BootConfig(kernel=kernel, image=image(tmp_path), nvme_mb=0)
+    assert "-fsdev" not in Machine(none, tmp_path / "r2").build_spec(2222, "tcg").argv()
