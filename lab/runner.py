@@ -157,6 +157,7 @@ def run_job(job: Job, out_dir: Path | None = None, *,
     if job.path.exists():
         (out / "job.yaml").write_bytes(job.path.read_bytes())
     progress = Progress([u.id for u in todo], live=live)
+    store.on_add = lambda suite, cases: progress.cases(suite.name, cases)
     env = RunEnv(job, out, store, progress, machine_factory or default_machine_factory,
                  resources or Resources(), single=len(todo) == 1)
     progress.log(todo[0].id, f"results in {out}")
@@ -308,10 +309,14 @@ def _kernel(unit: Unit, env: RunEnv) -> tuple[KernelOutcome, float]:
     spec = unit.cell.kernel_spec
     env.progress.set(unit.id, "kernel")
 
+    # a single boot on a terminal: the build draws its own progress bar
+    build_bar = env.single and sys.stderr.isatty()
+
     def make():
         start = time.monotonic()
-        out = resolve_kernel(spec, env.resources, progress=env.single and sys.stderr.isatty(),
-                             on_build=lambda: env.progress.set(unit.id, "building kernel"))
+        with env.progress.paused() if build_bar else nullcontext():
+            out = resolve_kernel(spec, env.resources, progress=build_bar,
+                                 on_build=lambda: env.progress.set(unit.id, "building kernel"))
         return out, time.monotonic() - start
     return env.kernels.get(spec, make)
 
@@ -349,7 +354,7 @@ def _run_cell(unit: Unit, env: RunEnv, suite: SuiteResult, udir: Path, say) -> N
     with env.resources.guest(cfg.cpus, cfg.memory_mb, unit.id):
         env.progress.set(unit.id, "booting")
         suite.properties["machine_started"] = _now()
-        boots = Boots(env, cfg, udir, say)
+        boots = Boots(env, cfg, udir, say, unit.id)
         try:
             _boot_and_run(unit, env, boots, kernel, suite, say)
         finally:
@@ -371,8 +376,8 @@ class Boots:
     kernel each time a workload leaves the guest unusable (its files under
     boot-N/)."""
 
-    def __init__(self, env: RunEnv, cfg: BootConfig, udir: Path, say):
-        self.env, self.cfg, self.udir, self.say = env, cfg, udir, say
+    def __init__(self, env: RunEnv, cfg: BootConfig, udir: Path, say, unit: str = ""):
+        self.env, self.cfg, self.udir, self.say, self.unit = env, cfg, udir, say, unit
         self.count = 0
         self.machine: MachineLike | None = None
 
@@ -381,6 +386,8 @@ class Boots:
         self.count += 1
         wd = self.udir if self.count == 1 else self.udir / f"boot-{self.count}"
         self.machine = self.env.machine_factory(self.cfg, wd, self.say)
+        unit = self.unit
+        self.machine.on_stage = lambda stage, at: self.env.progress.stage(unit, str(stage), at)
         with self.env.lock:
             self.env.live.add(self.machine)
         return self.machine
