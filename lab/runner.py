@@ -82,6 +82,9 @@ def resolve_kernel(spec: KernelSpec, resources: Resources | None = None,
         return KernelOutcome(distro_kernel(spec.release))
     if spec.kind is KernelKind.ARTIFACT:
         return KernelOutcome(KernelArtifact.from_dir(spec.path))
+    if spec.kind is KernelKind.TREE:
+        from .kernel.tree import detect, tree_artifact
+        return KernelOutcome(tree_artifact(detect(spec.path), share=False))
     from .kernel.api import build_kernel, cached_outcome, plan
     p = plan(spec.build)
     hit = cached_outcome(p)
@@ -217,6 +220,11 @@ def preflight(job: Job, cells: list[Cell]) -> None:
         try:
             if spec.kind is KernelKind.DISTRO:
                 distro_kernel(spec.release)
+            elif spec.kind is KernelKind.TREE:
+                from .kernel.tree import check_config, detect, has_modules
+                tk = detect(spec.path)
+                check_config(tk, share=False, has_modules=tk.tree is not None
+                             and has_modules(tk.tree))
             elif spec.kind is KernelKind.BUILD:
                 from .kernel.api import plan
                 plan(spec.build)

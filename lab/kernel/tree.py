@@ -265,6 +265,12 @@ def install_modules(tree: Path, release: str, *, field: str = "--kernel") -> Pat
     return mdir
 
 
+def has_modules(tree: Path) -> bool:
+    """Whether the tree built modules (a non-empty modules.order)."""
+    order = tree / "modules.order"
+    return order.is_file() and bool(module_paths(order.read_text()))
+
+
 def tree_artifact(tk: TreeKernel, *, share: bool, field: str = "--kernel",
                   log=lambda msg: None) -> KernelArtifact:
     """The tree (or bzImage) as a bootable KernelArtifact, its configuration
@@ -274,10 +280,9 @@ def tree_artifact(tk: TreeKernel, *, share: bool, field: str = "--kernel",
             "(give the kernel tree to have them)")
         return KernelArtifact(image=tk.image, release=tk.release, modules_dir=None,
                               origin=str(tk.image))
-    order = tk.tree / "modules.order"
-    has_modules = order.is_file() and bool(module_paths(order.read_text()))
-    check_config(tk, has_modules=has_modules, share=share, field=field)
-    mdir = install_modules(tk.tree, tk.release, field=field) if has_modules else None
+    modular = has_modules(tk.tree)
+    check_config(tk, has_modules=modular, share=share, field=field)
+    mdir = install_modules(tk.tree, tk.release, field=field) if modular else None
     if mdir is None:
         log(f"{tk.tree} has no modules: booting {tk.release} with what is built in")
     opt = lambda n: (tk.tree / n) if (tk.tree / n).is_file() else None  # noqa: E731

@@ -196,3 +196,47 @@ def test_a_tree_without_modules(tmp_path):
     logs = []
     art = ktree.tree_artifact(ktree.detect(t), share=False, log=logs.append)
     assert art.modules_dir is None and "has no modules" in logs[0]
+
+
+def test_a_job_boots_a_tree_in_place(tmp_path, fake_lab, monkeypatch):
+    """kernel: {tree: DIR} in a job: relative to the job file, checked when
+    the job loads, booted by the runner with its modules."""
+    import json
+    monkeypatch.setenv("LAB_CACHE_DIR", str(tmp_path / "cache"))
+    from lab.job import KernelKind, load_job
+    from lab.runner import run_job
+    need("depmod", "kmod")
+    t = make_tree(tmp_path / "linux")
+    job = tmp_path / "j.yaml"
+    job.write_text("name: j\nkernel: {tree: linux}\nimage: debian-bookworm\n"
+                   "workloads: [{shell: {command: 'true', case: one}}]\n")
+    loaded = load_job(job)
+    assert loaded.kernels[0].spec.kind is KernelKind.TREE
+    assert loaded.kernels[0].spec.path == t
+    assert run_job(loaded, tmp_path / "out", live=False) == 0
+    cfg = fake_lab.machines[0].cfg
+    assert cfg.kernel.image == t / "arch/x86/boot/bzImage" and cfg.shares == ()
+    assert cfg.kernel.modules_dir.is_relative_to(tmp_path / "cache")
+    summary = json.loads((tmp_path / "out" / "summary.json").read_text())
+    assert summary["suites"][0]["properties"]["kernel_origin"] == str(t)
+
+
+@pytest.mark.parametrize("prepare, message", [
+    (lambda t: None, "does not exist"),
+    (lambda t: make_tree(t, config=GOOD_CONFIG.replace("CONFIG_EXT4_FS=y\n", "")),
+     "CONFIG_EXT4_FS"),
+])
+def test_a_jobs_tree_that_cannot_boot_is_bad_input(tmp_path, fake_lab, prepare, message,
+                                                   monkeypatch):
+    monkeypatch.setenv("LAB_CACHE_DIR", str(tmp_path / "cache"))
+    from lab.job import load_job
+    from lab.runner import run_job
+    prepare(tmp_path / "linux")
+    job = tmp_path / "j.yaml"
+    job.write_text("name: j\nkernel: {tree: linux}\nimage: debian-bookworm\n"
+                   "workloads: [{shell: {command: 'true'}}]\n")
+    with pytest.raises(UserError) as e:
+        run_job(load_job(job), tmp_path / "out", live=False)
+    assert e.value.file == str(job) and e.value.field in ("kernel.tree", "kernel")
+    assert message in str(e.value)
+    assert fake_lab.machines == []
