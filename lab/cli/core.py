@@ -301,7 +301,7 @@ def cmd_boot(args) -> int:
                 f"console: {m.console_log}")
             progress.close()
             if args.shell:
-                return _shell(image, m.ssh_port)
+                return _shell(image, m.ssh_port, shares[0].guest if shares else None)
             where = f"cd {shlex.quote(shares[0].guest)} && " if shares else ""
             r = m.guest.run(where + (shlex.join(cmd) if len(cmd) > 1 else cmd[0]), timeout=3600)
             sys.stdout.write(r.stdout)
@@ -323,9 +323,10 @@ def _check_share_support(kernel) -> None:
                         "with --no-share", field="--kernel")
 
 
-def _shell(image, port: int) -> int:
+def _shell(image, port: int, cwd: str | None = None) -> int:
     """An interactive ssh into the guest, its host key pinned to the image's
-    through a known_hosts file in a private (0700) temporary directory."""
+    through a known_hosts file in a private (0700) temporary directory; it
+    starts in the shared directory, if any."""
     import subprocess
     import tempfile
     from ..guest.shell import known_hosts_line, shell_argv
@@ -333,7 +334,7 @@ def _shell(image, port: int) -> int:
         known_hosts = Path(d) / "known_hosts"
         known_hosts.write_text(known_hosts_line(image.host_key, port))
         return subprocess.call(shell_argv(key=image.ssh_key, port=port,
-                                          known_hosts=known_hosts))
+                                          known_hosts=known_hosts, cwd=cwd))
 
 
 def cmd_image_build(args) -> int:
