@@ -190,8 +190,9 @@ def check_config(tk: TreeKernel, *, has_modules: bool, share: bool,
     if problems:
         raise UserError(f"{tk.config} lacks what lab's boot needs: "
                         + "; ".join(p.text() for p in problems)
-                        + ". Enable them (e.g. `make kvm_guest.config`, or merge lab's "
-                          "kernels/fragments/lab.config) and rebuild", field=field)
+                        + ". Enable them and rebuild (`make kvm_guest.config` adds the "
+                          "virtio and 9p ones; lab's kernels/fragments/lab.config has them "
+                          "all)", field=field)
 
 
 def modules_key(tree: Path, release: str, paths: list[str]) -> str:
