@@ -294,6 +294,7 @@ def cmd_boot(args) -> int:
             print(m.build_spec(ssh_port=10022, accel="tcg").shell())
             return 0
         m.on_stage = lambda stage, at: progress.stage("boot", str(stage), at)
+        progress.set("boot", "starting qemu")
         say(f"booting {kernel.release} ({kernel.origin})"
             + "".join(f"; {s.host} shared at the same path" for s in shares))
         with m:
