@@ -122,10 +122,16 @@ class TreeKernel:
 
     @property
     def config(self) -> Path | None:
-        if self.tree is None:
-            return None
-        c = self.tree / ".config"
-        return c if c.is_file() else None
+        """The tree's .config; for a bzImage alone, one found beside it: a
+        distro's /boot/config-<release>, or the .config of the tree whose
+        arch/x86/boot/bzImage it is."""
+        if self.tree is not None:
+            c = self.tree / ".config"
+            return c if c.is_file() else None
+        near = [self.image.parent / f"config-{self.release}"]
+        if self.image.parts[-4:] == BZIMAGE.parts:
+            near.append(self.image.parents[3] / ".config")
+        return next((c for c in near if c.is_file()), None)
 
 
 def is_tree(path: Path) -> bool:
@@ -182,7 +188,7 @@ def detect(path: str | Path, *, field: str = "--kernel") -> TreeKernel:
 def check_config(tk: TreeKernel, *, has_modules: bool, share: bool,
                  field: str = "--kernel") -> None:
     """UserError naming every missing CONFIG_ option, instead of a boot that
-    hangs. A bzImage alone has no .config to read: nothing to check."""
+    hangs. A bzImage with no .config found beside it: nothing to check."""
     if tk.config is None:
         return
     problems = config_problems(parse_config(tk.config.read_text(errors="replace")),
@@ -277,10 +283,11 @@ def tree_artifact(tk: TreeKernel, *, share: bool, field: str = "--kernel",
     """The tree (or bzImage) as a bootable KernelArtifact, its configuration
     checked and its modules installed into lab's cache."""
     if tk.tree is None:
+        check_config(tk, has_modules=False, share=share, field=field)
         log(f"{tk.image} is a bzImage alone: booting {tk.release} without modules "
             "(give the kernel tree to have them)")
         return KernelArtifact(image=tk.image, release=tk.release, modules_dir=None,
-                              origin=str(tk.image))
+                              origin=str(tk.image), config=tk.config)
     modular = has_modules(tk.tree)
     check_config(tk, has_modules=modular, share=share, field=field)
     mdir = install_modules(tk.tree, tk.release, field=field) if modular else None

@@ -240,3 +240,23 @@ def test_a_jobs_tree_that_cannot_boot_is_bad_input(tmp_path, fake_lab, prepare, 
     assert e.value.file == str(job) and e.value.field in ("kernel.tree", "kernel")
     assert message in str(e.value)
     assert fake_lab.machines == []
+
+
+def test_a_bzimage_alone_is_checked_against_a_config_beside_it(tmp_path):
+    """/boot/vmlinuz-R with /boot/config-R (a distro kernel: root drivers are
+    modules, which a bzImage alone cannot load), or a tree's own bzImage."""
+    boot = tmp_path / "boot"
+    boot.mkdir()
+    (boot / "vmlinuz-6.1.0-9-amd64").write_bytes(bzimage("6.1.0-9-amd64"))
+    (boot / "config-6.1.0-9-amd64").write_text(GOOD_CONFIG.replace("VIRTIO_BLK=y",
+                                                                   "VIRTIO_BLK=m"))
+    tk = ktree.detect(boot / "vmlinuz-6.1.0-9-amd64")
+    assert tk.config == boot / "config-6.1.0-9-amd64"
+    with pytest.raises(UserError, match="CONFIG_VIRTIO_BLK .*built in .*no modules"):
+        ktree.tree_artifact(tk, share=False)
+    t = make_tree(tmp_path / "linux", config=GOOD_CONFIG.replace("CONFIG_9P_FS=m\n", ""))
+    tk = ktree.detect(t / "arch/x86/boot/bzImage")
+    assert tk.tree is None and tk.config == t / ".config"
+    with pytest.raises(UserError, match="CONFIG_9P_FS"):
+        ktree.tree_artifact(tk, share=True)
+    assert ktree.tree_artifact(tk, share=False).config == t / ".config"
