@@ -194,11 +194,12 @@ def check_config(tk: TreeKernel, *, has_modules: bool, share: bool,
     problems = config_problems(parse_config(tk.config.read_text(errors="replace")),
                                has_modules=has_modules, share=share)
     if problems:
+        fix = (f"; to boot an installed distro kernel with its modules, give --kernel "
+               f"distro:{tk.release}" if tk.config.name.startswith("config-") else
+               ". Enable them and rebuild (`make kvm_guest.config` adds the virtio and 9p "
+               "ones; lab's kernels/fragments/lab.config has them all)")
         raise UserError(f"{tk.config} lacks what lab's boot needs: "
-                        + "; ".join(p.text() for p in problems)
-                        + ". Enable them and rebuild (`make kvm_guest.config` adds the "
-                          "virtio and 9p ones; lab's kernels/fragments/lab.config has them "
-                          "all)", field=field)
+                        + "; ".join(p.text() for p in problems) + fix, field=field)
 
 
 def modules_key(tree: Path, release: str, paths: list[str]) -> str:
