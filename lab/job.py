@@ -5,6 +5,8 @@ A single-kernel job:
 
     name: smoke
     kernel: distro            # or {distro: RELEASE} | {artifact: DIR} | {build: {...}}
+                              # | {tree: DIR}: a kernel tree you built (or its O= dir),
+                              #   booted as it is (its bzImage and modules)
     image: debian-bookworm    # a recipe in images/, or a path to one
     machine: {memory_mb: 2048, cpus: 2, nvme_mb: 1024, pmem_mb: 0, cmdline: "", accel: auto}
     timeouts: {boot: 180, workload: 600}
@@ -78,13 +80,14 @@ class KernelKind(enum.StrEnum):
     DISTRO = "distro"              # Debian's installed kernel
     ARTIFACT = "artifact"          # a directory printed by `lab build`
     BUILD = "build"                # built by lab from a tree + series + fragments
+    TREE = "tree"                  # built by the user in their tree, booted in place
 
 
 @dataclass(frozen=True)
 class KernelSpec:
     kind: KernelKind
     release: str | None = None     # distro: a specific installed release
-    path: Path | None = None       # artifact: the directory
+    path: Path | None = None       # artifact: the directory; tree: the (build) tree
     build: Any = None              # build: lab.kernel.spec.BuildSpec
 
 
@@ -258,7 +261,7 @@ def _names(raw, valid: list[str], *, file, field_name) -> tuple[str, ...]:
 
 
 def parse_kernel(raw, *, file: str, base: Path, field_name: str = "kernel") -> KernelSpec:
-    valid = "'distro', {distro: RELEASE}, {artifact: DIR} or {build: {...}}"
+    valid = "'distro', {distro: RELEASE}, {artifact: DIR}, {build: {...}} or {tree: DIR}"
     if raw == "distro":
         return KernelSpec(KernelKind.DISTRO)
     if not isinstance(raw, dict) or len(raw) != 1:
@@ -274,6 +277,13 @@ def parse_kernel(raw, *, file: str, base: Path, field_name: str = "kernel") -> K
             raise UserError(f"{p} is not a kernel artifact directory (no bzImage in it); "
                             "valid: a directory printed by `lab build`", file=file, field=sub)
         return KernelSpec(KernelKind.ARTIFACT, path=p.resolve())
+    if kind == "tree":
+        from .kernel.tree import detect
+        p = (base / Path(validate.path_text(val, file=file, field=sub))).expanduser()
+        try:
+            return KernelSpec(KernelKind.TREE, path=detect(p, field=sub).path)
+        except UserError as e:
+            raise UserError(e.bare, file=file, field=sub) from None
     if kind == "build":
         from .kernel.spec import BuildSpec
         return KernelSpec(KernelKind.BUILD, build=BuildSpec.from_dict(

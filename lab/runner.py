@@ -82,6 +82,9 @@ def resolve_kernel(spec: KernelSpec, resources: Resources | None = None,
         return KernelOutcome(distro_kernel(spec.release))
     if spec.kind is KernelKind.ARTIFACT:
         return KernelOutcome(KernelArtifact.from_dir(spec.path))
+    if spec.kind is KernelKind.TREE:
+        from .kernel.tree import detect, tree_artifact
+        return KernelOutcome(tree_artifact(detect(spec.path), share=False))
     from .kernel.api import build_kernel, cached_outcome, plan
     p = plan(spec.build)
     hit = cached_outcome(p)
@@ -157,6 +160,7 @@ def run_job(job: Job, out_dir: Path | None = None, *,
     if job.path.exists():
         (out / "job.yaml").write_bytes(job.path.read_bytes())
     progress = Progress([u.id for u in todo], live=live)
+    store.on_add = lambda suite, cases: progress.cases(suite.name, cases)
     env = RunEnv(job, out, store, progress, machine_factory or default_machine_factory,
                  resources or Resources(), single=len(todo) == 1)
     progress.log(todo[0].id, f"results in {out}")
@@ -216,6 +220,11 @@ def preflight(job: Job, cells: list[Cell]) -> None:
         try:
             if spec.kind is KernelKind.DISTRO:
                 distro_kernel(spec.release)
+            elif spec.kind is KernelKind.TREE:
+                from .kernel.tree import check_config, detect, has_modules
+                tk = detect(spec.path)
+                check_config(tk, share=False, has_modules=tk.tree is not None
+                             and has_modules(tk.tree))
             elif spec.kind is KernelKind.BUILD:
                 from .kernel.api import plan
                 plan(spec.build)
@@ -308,10 +317,14 @@ def _kernel(unit: Unit, env: RunEnv) -> tuple[KernelOutcome, float]:
     spec = unit.cell.kernel_spec
     env.progress.set(unit.id, "kernel")
 
+    # a single boot on a terminal: the build draws its own progress bar
+    build_bar = env.single and sys.stderr.isatty()
+
     def make():
         start = time.monotonic()
-        out = resolve_kernel(spec, env.resources, progress=env.single and sys.stderr.isatty(),
-                             on_build=lambda: env.progress.set(unit.id, "building kernel"))
+        with env.progress.paused() if build_bar else nullcontext():
+            out = resolve_kernel(spec, env.resources, progress=build_bar,
+                                 on_build=lambda: env.progress.set(unit.id, "building kernel"))
         return out, time.monotonic() - start
     return env.kernels.get(spec, make)
 
@@ -349,7 +362,7 @@ def _run_cell(unit: Unit, env: RunEnv, suite: SuiteResult, udir: Path, say) -> N
     with env.resources.guest(cfg.cpus, cfg.memory_mb, unit.id):
         env.progress.set(unit.id, "booting")
         suite.properties["machine_started"] = _now()
-        boots = Boots(env, cfg, udir, say)
+        boots = Boots(env, cfg, udir, say, unit.id)
         try:
             _boot_and_run(unit, env, boots, kernel, suite, say)
         finally:
@@ -371,8 +384,8 @@ class Boots:
     kernel each time a workload leaves the guest unusable (its files under
     boot-N/)."""
 
-    def __init__(self, env: RunEnv, cfg: BootConfig, udir: Path, say):
-        self.env, self.cfg, self.udir, self.say = env, cfg, udir, say
+    def __init__(self, env: RunEnv, cfg: BootConfig, udir: Path, say, unit: str = ""):
+        self.env, self.cfg, self.udir, self.say, self.unit = env, cfg, udir, say, unit
         self.count = 0
         self.machine: MachineLike | None = None
 
@@ -381,6 +394,8 @@ class Boots:
         self.count += 1
         wd = self.udir if self.count == 1 else self.udir / f"boot-{self.count}"
         self.machine = self.env.machine_factory(self.cfg, wd, self.say)
+        unit = self.unit
+        self.machine.on_stage = lambda stage, at: self.env.progress.stage(unit, str(stage), at)
         with self.env.lock:
             self.env.live.add(self.machine)
         return self.machine

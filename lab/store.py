@@ -14,6 +14,7 @@ import threading
 import time
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Callable
 
 from . import junit
 from .errors import InfraError, UserError
@@ -78,6 +79,8 @@ class RunStore:
                          state=str(RunState.RUNNING), pid=os.getpid(),
                          process_start=_process_start(os.getpid()))
         self.cells = list(cells or [])
+        # told (suite, cases) after cases are recorded: a display of them
+        self.on_add: Callable[[SuiteResult, tuple[CaseResult, ...]], None] | None = None
         self.exit_override: int | None = None
         self._lock = threading.RLock()
         self.flush()
@@ -101,6 +104,8 @@ class RunStore:
         with self._lock:
             suite.cases.extend(cases)
             self.flush()
+        if self.on_add is not None and cases:
+            self.on_add(suite, cases)
 
     def summary(self) -> dict:
         """The summary; its exit_code is null until the run has ended, so a

@@ -63,11 +63,17 @@ def register(sub) -> None:
     p.set_defaults(func=cmd_matrix)
 
     p = sub.add_parser("boot", help="boot a kernel and open a shell or run one command",
-                       description="Boot a kernel with lab's image, then an interactive SSH "
-                                   "shell (--shell) or one command (-- CMD...).",
+                       description=para(
+                           "Boot a kernel with lab's image, then an interactive SSH shell "
+                           "(--shell) or one command (-- CMD...). The kernel may be the one "
+                           "you just built in your own tree (`make && lab boot --kernel . "
+                           "--shell`), with the current directory mounted in the guest at "
+                           "the same path."),
                        epilog=boot_epilog(), formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--kernel", default="distro",
-                   help="'distro', 'distro:RELEASE' or a `lab build` artifact dir")
+    p.add_argument("--kernel", default="distro", metavar="K",
+                   help="'distro', 'distro:RELEASE', a `lab build` artifact dir, a kernel tree "
+                        "you built (or its O= build dir: its arch/x86/boot/bzImage, .config "
+                        "and modules) or a bzImage file (booted without modules)")
     p.add_argument("--image", default="debian-bookworm", help="image recipe name or path")
     p.add_argument("--memory", type=int, default=2048, help="MiB")
     p.add_argument("--cpus", type=int, default=2)
@@ -75,6 +81,11 @@ def register(sub) -> None:
     p.add_argument("--pmem", type=int, default=0, help="NVDIMM size MiB (0: none)")
     p.add_argument("--append", default="", help="extra kernel command line")
     p.add_argument("--timeout", type=float, default=180, help="boot timeout, seconds")
+    share = p.add_mutually_exclusive_group()
+    share.add_argument("--share", metavar="DIR",
+                       help="host directory mounted read-write in the guest at the same "
+                            "path, over virtio-9p (default: the current directory)")
+    share.add_argument("--no-share", action="store_true", help="share no host directory")
     p.add_argument("--shell", action="store_true", help="interactive SSH shell")
     p.add_argument("--dry-run", action="store_true", help="print the qemu argv and exit")
     output_option(p, "directory for console.log and qemu.cmdline (default: a new "
@@ -93,16 +104,67 @@ def register(sub) -> None:
     p.set_defaults(func=cmd_doctor)
 
 
-def parse_kernel_arg(value: str):
+def parse_kernel_arg(value: str, *, share: bool = False, log=lambda msg: None):
+    """--kernel: 'distro', 'distro:RELEASE', a `lab build` artifact directory,
+    a kernel tree (or O= build directory) the user built, or a bzImage."""
+    from ..kernel import tree as ktree
     from ..kernel.artifact import KernelArtifact, distro_kernel
     if value == "distro":
         return distro_kernel()
     if value.startswith("distro:"):
         return distro_kernel(value.split(":", 1)[1])
-    if not Path(value).is_dir():
-        raise UserError(f"{value!r} is not valid; valid: 'distro', 'distro:RELEASE' or an "
-                        "artifact directory printed by `lab build`", field="--kernel")
-    return KernelArtifact.from_dir(Path(value), field="--kernel")
+    path = Path(value).expanduser()
+    if path.is_dir() and (path / "bzImage").is_file() and not (path / ktree.BZIMAGE).exists():
+        return KernelArtifact.from_dir(path, field="--kernel")
+    return ktree.tree_artifact(ktree.detect(path, field="--kernel"), share=share,
+                               field="--kernel", log=log)
+
+
+# guest paths a share may not hide: the guest's own system, and /root/.ssh
+# (its authorized_keys lets lab in); a share inside them (/usr/src/linux) is fine
+GUEST_SYSTEM = ("/bin", "/boot", "/dev", "/etc", "/lib", "/lib64", "/proc", "/root/.ssh",
+                "/run", "/sbin", "/sys", "/usr", "/var")
+
+
+def share_problem(path: Path) -> str | None:
+    """Why a host directory cannot be mounted at its own path in the guest
+    (pure): it would hide a part of the guest's system lab needs."""
+    p = str(path)
+    if p == "/":
+        return "mounted at / in the guest it would hide the guest's whole system"
+    for sys_dir in GUEST_SYSTEM:
+        if sys_dir == p or sys_dir.startswith(p + "/"):
+            return f"mounted at {p} in the guest it would hide the guest's {sys_dir}"
+    for virtual in ("/proc", "/sys", "/dev"):
+        if p.startswith(virtual + "/"):
+            return f"it is under {virtual}, a filesystem of the guest's own kernel"
+    return None
+
+
+def boot_shares(args, log) -> tuple:
+    """--share DIR (must be a directory lab can mount), the current directory
+    by default (skipped with a note when it cannot be), or --no-share."""
+    from ..vm.base import Share
+    if args.no_share:
+        return ()
+    if args.share is None:
+        cwd = Path.cwd().resolve()
+        why = share_problem(cwd)
+        if why:
+            log(f"not sharing the current directory {cwd}: {why} (give --share DIR)")
+            return ()
+        return (Share(cwd),)
+    validate.path_text(args.share, field="--share")
+    path = Path(args.share).expanduser()
+    if not path.is_dir():
+        raise UserError(f"{path} is not a directory" if path.exists() else
+                        f"{path} does not exist", field="--share")
+    path = path.resolve()
+    why = share_problem(path)
+    if why:
+        raise UserError(f"{path} cannot be shared: {why}; share a directory of your own, "
+                        "or --no-share", field="--share")
+    return (Share(path),)
 
 
 def _cells(args):
@@ -205,6 +267,7 @@ def boot_numbers(args) -> dict[str, int]:
 def cmd_boot(args) -> int:
     from ..image.build import ensure
     from ..image.recipe import load_recipe
+    from ..progress import Progress
     from ..vm.machine import BootConfig, Machine
     cmd = args.cmd[1:] if args.cmd[:1] == ["--"] else args.cmd
     if not cmd and not args.shell and not args.dry_run:
@@ -212,32 +275,59 @@ def cmd_boot(args) -> int:
     sizes = boot_numbers(args)
     timeout = validate.seconds(args.timeout, field="--timeout")
     out = prepare_output(Path(args.output)) if args.output else None
-    kernel = parse_kernel_arg(args.kernel)
-    recipe = load_recipe(args.image, field="--image")
-    image = ensure(recipe, log=lambda m: print(f"[lab] {m}", file=sys.stderr))
-    import tempfile
-    out = out or Path(tempfile.mkdtemp(prefix="lab-boot-"))
-    cfg = BootConfig(kernel=kernel, image=image, extra_cmdline=args.append,
-                     boot_timeout=timeout,
-                     hung_task_timeout=20, **sizes)
-    m = Machine(cfg, out)
-    if args.dry_run:
-        print(m.build_spec(ssh_port=10022, accel="tcg").shell())
-        return 0
-    with m:
-        print(f"[lab] {kernel.release} up in {m.times.to_ssh:.1f}s ({m.accel.accel}); "
-              f"console: {m.console_log}", file=sys.stderr)
-        if args.shell:
-            return _shell(image, m.ssh_port)
-        r = m.guest.run(shlex.join(cmd) if len(cmd) > 1 else cmd[0], timeout=3600)
-        sys.stdout.write(r.stdout)
-        sys.stderr.write(r.stderr)
-        return r.returncode
+    progress = Progress(["boot"], live=False if args.dry_run else None)
+    say = lambda msg: progress.log("boot", msg)  # noqa: E731
+    try:
+        shares = boot_shares(args, say)
+        kernel = parse_kernel_arg(args.kernel, share=bool(shares), log=say)
+        if shares:
+            _check_share_support(kernel)
+        recipe = load_recipe(args.image, field="--image")
+        image = ensure(recipe, log=say)
+        import tempfile
+        out = out or Path(tempfile.mkdtemp(prefix="lab-boot-"))
+        cfg = BootConfig(kernel=kernel, image=image, extra_cmdline=args.append,
+                         boot_timeout=timeout, hung_task_timeout=20, shares=shares, **sizes)
+        m = Machine(cfg, out, log=say)
+        if args.dry_run:
+            progress.close()
+            print(m.build_spec(ssh_port=10022, accel="tcg").shell())
+            return 0
+        m.on_stage = lambda stage, at: progress.stage("boot", str(stage), at)
+        progress.set("boot", "starting qemu")
+        say(f"booting {kernel.release} ({kernel.origin})"
+            + "".join(f"; {s.host} shared at the same path" for s in shares))
+        with m:
+            say(f"{kernel.release} up in {m.times.to_ssh:.1f}s ({m.accel.accel}); "
+                f"console: {m.console_log}")
+            progress.close()
+            if args.shell:
+                return _shell(image, m.ssh_port, shares[0].guest if shares else None)
+            where = f"cd {shlex.quote(shares[0].guest)} && " if shares else ""
+            r = m.guest.run(where + (shlex.join(cmd) if len(cmd) > 1 else cmd[0]), timeout=3600)
+            sys.stdout.write(r.stdout)
+            sys.stderr.write(r.stderr)
+            return r.returncode
+    finally:
+        progress.close()
 
 
-def _shell(image, port: int) -> int:
+def _check_share_support(kernel) -> None:
+    """A kernel whose configuration is known to lack 9p: bad input, before
+    a boot (a tree's .config is checked with the rest of what it needs)."""
+    missing = [s for s in ("NET_9P", "NET_9P_VIRTIO", "9P_FS")
+               if kernel.config is not None and kernel.config.exists()
+               and kernel.config_has(s) not in ("y", "m")]
+    if missing:
+        raise UserError(f"{kernel.config} lacks {', '.join('CONFIG_' + s for s in missing)}: "
+                        "--share mounts a host directory over virtio-9p; enable them or boot "
+                        "with --no-share", field="--kernel")
+
+
+def _shell(image, port: int, cwd: str | None = None) -> int:
     """An interactive ssh into the guest, its host key pinned to the image's
-    through a known_hosts file in a private (0700) temporary directory."""
+    through a known_hosts file in a private (0700) temporary directory; it
+    starts in the shared directory, if any."""
     import subprocess
     import tempfile
     from ..guest.shell import known_hosts_line, shell_argv
@@ -245,7 +335,7 @@ def _shell(image, port: int) -> int:
         known_hosts = Path(d) / "known_hosts"
         known_hosts.write_text(known_hosts_line(image.host_key, port))
         return subprocess.call(shell_argv(key=image.ssh_key, port=port,
-                                          known_hosts=known_hosts))
+                                          known_hosts=known_hosts, cwd=cwd))
 
 
 def cmd_image_build(args) -> int:

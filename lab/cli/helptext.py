@@ -87,14 +87,26 @@ def run_epilog() -> str:
 
 
 def boot_epilog() -> str:
-    return (para(f"--image NAME is a recipe in $LAB_IMAGES_DIR or lab's {IMAGES.builtin} "
+    return (para("--kernel PATH boots a kernel built in your tree, in place: `make && lab boot "
+                 "--kernel . --shell`. Its release is read from include/config/kernel.release "
+                 "(or the bzImage's header), its .config is checked for what the boot needs "
+                 "(virtio-pci, virtio-blk, ext4, devtmpfs, virtio-net; 9p with --share) and "
+                 "its modules are copied by modules.order into lab's cache (nothing is "
+                 "written into the tree). The current directory (or --share DIR) is mounted "
+                 "read-write in the guest at the same path over virtio-9p, and -- CMD runs "
+                 "there. On a terminal the boot's stages show on one status line; otherwise "
+                 "one line per stage.") + "\n\n"
+            + para(f"--image NAME is a recipe in $LAB_IMAGES_DIR or lab's {IMAGES.builtin} "
                  f"({', '.join(IMAGES.names())}); to run lab's workloads and checks on a "
                  "kernel, write a job for `lab run`.") + "\n\n" + job_format() + "\n\n"
             + para("exit status: with -- CMD, the command's own; with --shell, the shell's; "
                    "lab's own:") + "\n" + _table([
                 (str(EXIT_OK), "--dry-run printed the qemu command line"),
                 (str(EXIT_INFRA), "infrastructure error: qemu missing, the guest never answered"),
-                (str(EXIT_BAD_INPUT), "bad input: an unknown --kernel or --image, sizes beyond "
-                                      "the host"),
+                (str(EXIT_BAD_INPUT), "bad input: an unknown --kernel or --image, a --kernel "
+                                      "path that is not a built tree or a bzImage, a .config "
+                                      "lacking what the boot needs (the CONFIG_ options "
+                                      "named), a --share that is not a directory, sizes "
+                                      "beyond the host"),
                 (str(EXIT_INTERRUPTED), "interrupted (Ctrl-C, SIGTERM): qemu stopped"),
             ]) + "\n  (lab prefixes its own errors with `lab:` on stderr)")

@@ -9,6 +9,7 @@ session. OpenSSH reads pins from a known_hosts file, so the caller writes
 
 from __future__ import annotations
 
+import shlex
 from pathlib import Path
 
 from ..errors import InfraError
@@ -27,7 +28,7 @@ def known_hosts_line(host_key: str, port: int, host: str = HOST) -> str:
 
 
 def shell_argv(*, key: Path, port: int, known_hosts: Path, host: str = HOST,
-               user: str = "root") -> list[str]:
+               user: str = "root", cwd: str | None = None) -> list[str]:
     """ssh argv for an interactive root shell in the guest, host key pinned.
 
     -F none: the user's ssh config (a ProxyJump under `Host *`) has no say, as
@@ -48,4 +49,6 @@ def shell_argv(*, key: Path, port: int, known_hosts: Path, host: str = HOST,
             "-o", "CheckHostIP=no",
             "-o", "UpdateHostKeys=no",
             "-o", "LogLevel=ERROR",
-            f"{user}@{host}"]
+            *(["-t"] if cwd else []),
+            f"{user}@{host}",
+            *([f'cd {shlex.quote(cwd)} && exec "${{SHELL:-/bin/sh}}" -l'] if cwd else [])]

@@ -69,6 +69,10 @@ def _key(kernel: KernelArtifact) -> str:
     if kernel.modules_dir:
         dep = kernel.modules_dir / "modules.dep"
         h.update(dep.read_bytes() if dep.exists() else str(kernel.modules_dir).encode())
+        # a kernel tree's modules copied by lab/kernel/tree.py: their content key
+        stamp = kernel.modules_dir / "modules.lab-key"
+        if stamp.exists():
+            h.update(stamp.read_bytes())
     h.update(INITRAMFS_INIT.read_bytes())
     return f"{kernel.release}-{h.hexdigest()[:12]}"
 

@@ -5,6 +5,7 @@ The runner creates machines through a MachineFactory it is given."""
 
 from __future__ import annotations
 
+import enum
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Protocol
@@ -17,6 +18,33 @@ from ..kernel.artifact import KernelArtifact
 
 class BootError(InfraError):
     """The guest did not come up; carries the console tail."""
+
+
+class BootStage(enum.Enum):
+    """How far a boot has come, in order (for progress displays)."""
+
+    QEMU = "qemu started"
+    KERNEL = "kernel booting"          # the console shows the kernel's banner
+    USERSPACE = "userspace"            # lab-init (PID 1) says it runs
+    SSHD = "sshd started"
+    SSH = "ssh up"
+    READY = "ready"                    # lab-init loaded the remaining drivers
+    SHARED = "shared directories mounted"
+
+    def __str__(self) -> str:
+        return self.value
+
+
+@dataclass(frozen=True)
+class Share:
+    """A host directory the guest mounts read-write over virtio-9p, at the
+    same absolute path (`lab boot --share`)."""
+
+    host: Path
+
+    @property
+    def guest(self) -> str:
+        return str(self.host)
 
 
 @dataclass(frozen=True)
@@ -32,6 +60,7 @@ class BootConfig:
     boot_timeout: float = 180.0
     accel: str | None = None        # None: probe
     pvh: bool = True                # boot the vmlinux at its PVH entry when possible
+    shares: tuple[Share, ...] = ()  # host directories mounted in the guest
 
 
 @dataclass
@@ -55,6 +84,8 @@ class MachineLike(Protocol):
     qemu_version: str
     accel: object | None          # lab.vm.accel.AccelChoice: .accel, .reason
     spec: object | None           # lab.vm.spec.MachineSpec: .cmdline
+    # told each BootStage as it is reached, with the seconds since qemu started
+    on_stage: Callable[[BootStage, float], None] | None
 
     def start(self) -> None: ...
     def wait_for_ssh(self) -> Guest: ...

@@ -124,3 +124,21 @@ class QmpSocket(Device):
 
     def args(self) -> list[str]:
         return ["-qmp", _kv(f"unix:{escape(self.socket)}", server=True, wait=False)]
+
+
+@dataclass(frozen=True)
+class Virtio9p(Device):
+    """A host directory exported over virtio-9p (read-write): the guest
+    mounts it with `mount -t 9p -o trans=virtio,version=9p2000.L TAG DIR`.
+    security_model=none: files the guest creates belong to qemu's user on
+    the host; multidevs=remap keeps inode numbers unique when the directory
+    spans several host filesystems."""
+    id: str
+    path: Path
+    tag: str
+
+    def args(self) -> list[str]:
+        # spelled by hand: these option names keep their '_' (see _kv)
+        return ["-fsdev", f"local,id={escape(self.id)},path={escape(self.path)},"
+                          "security_model=none,multidevs=remap",
+                "-device", f"virtio-9p-pci,fsdev={escape(self.id)},mount_tag={escape(self.tag)}"]

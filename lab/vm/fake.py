@@ -22,7 +22,7 @@ from ..errors import CommandTimeout
 from ..guest.base import GuestUnreachable
 from ..guest.fake import FakeGuest
 from ..proc import Result
-from .base import BootConfig, BootError, BootTimes
+from .base import BootConfig, BootError, BootStage, BootTimes
 
 WARNING = ("------------[ cut here ]------------\n"
            "WARNING: CPU: 0 PID: 42 at mm/gup.c:123 unpin_user_pages+0x10/0x20\n"
@@ -80,6 +80,8 @@ class FakeMachine:
         self.qemu_version = "fake"
         self.accel = FakeAccel()
         self.spec = FakeSpec()
+        self.on_stage: Callable[[BootStage, float], None] | None = None
+        self.stages: list[BootStage] = []     # the stages reached, in order
         self._running = False
         self._paused: str | None = None
         self._exit_code: int | None = None
@@ -91,7 +93,14 @@ class FakeMachine:
         self.times.started = time.monotonic()
         self._running = True
         self.factory._started(self)
+        self._stage(BootStage.QEMU)
         self._say(f"Linux version {self.cfg.kernel.release} (fake)")
+        self._stage(BootStage.KERNEL)
+
+    def _stage(self, stage: BootStage) -> None:
+        self.stages.append(stage)
+        if self.on_stage is not None:
+            self.on_stage(stage, time.monotonic() - self.times.started)
 
     def wait_for_ssh(self) -> FakeGuest:
         s = self.script
@@ -111,8 +120,14 @@ class FakeMachine:
                          (s.slow_on, self._slow), (s.pause_on, self._pause)):
             if pat:
                 g.answers.append((re.compile(pat), act))
+        self._stage(BootStage.USERSPACE)
+        self._stage(BootStage.SSHD)
         self.guest = g
         self.times.ssh_ready = time.monotonic()
+        self._stage(BootStage.SSH)
+        self._stage(BootStage.READY)
+        if self.cfg.shares:
+            self._stage(BootStage.SHARED)
         return g
 
     def stop(self, grace: float = 5.0) -> None:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import re
+import shlex
 import shutil
 import socket
 import subprocess
@@ -21,8 +22,8 @@ from ..guest.ssh import SSHGuest
 from ..image.modules import initramfs, modules_disk
 from . import accel as accel_mod
 from .devices import (Device, Nvdimm, NvmeDrive, QmpSocket, SerialSocket, UserNet,
-                      VirtioBlk, VirtioRng)
-from .base import BootConfig, BootError, BootTimes
+                      Virtio9p, VirtioBlk, VirtioRng)
+from .base import BootConfig, BootError, BootStage, BootTimes, Share
 from .pvh import pvh_kernel
 from .qmp import Qmp
 from .spec import MachineSpec, kernel_cmdline
@@ -30,6 +31,22 @@ from .spec import MachineSpec, kernel_cmdline
 QEMU = "qemu-system-x86_64"
 SSHD_MARKER = b"lab-init: sshd started"   # printed by lab/image/lab-init.sh
 FALLBACK_CONNECT_AFTER = 20.0             # seconds, for images without the marker
+# console lines that tell how far a boot has come (lab-init writes to /dev/kmsg)
+STAGE_MARKERS = ((BootStage.KERNEL, b"Linux version "), (BootStage.USERSPACE, b"lab-init: "),
+                 (BootStage.SSHD, SSHD_MARKER))
+MSIZE_9P = 262144                         # the virtio transport's limit is ~512 KiB
+
+
+def share_tag(i: int) -> str:
+    return f"labshare{i}"
+
+
+def mount_command(share: Share, tag: str) -> str:
+    """The guest's mount of a --share directory, at the host's path (the
+    modules first: Debian's kernel has 9p as modules)."""
+    where = shlex.quote(share.guest)
+    return (f"modprobe -qa 9pnet_virtio 9p 2>/dev/null; mkdir -p {where} && "
+            f"mount -t 9p -o trans=virtio,version=9p2000.L,msize={MSIZE_9P} {tag} {where}")
 
 
 def free_port() -> int:
@@ -66,6 +83,8 @@ class Machine:
         self.ssh_port = 0
         self.spec: MachineSpec | None = None
         self.qemu_version = ""
+        self.on_stage = None
+        self._stages: set[BootStage] = set()
         self._console_seen = 0
 
     # --- spec -------------------------------------------------------------
@@ -83,6 +102,7 @@ class Machine:
             devices.append(NvmeDrive("nvme0", self.diskdir / "nvme0.img"))
         if c.pmem_mb:
             devices.append(Nvdimm("nvdimm0", self.diskdir / "pmem0.img", c.pmem_mb))
+        devices += [Virtio9p(f"fs{i}", sh.host, share_tag(i)) for i, sh in enumerate(c.shares)]
         devices += [UserNet("net0", ssh_port), VirtioRng()]
         kernel = (pvh_kernel(c.kernel.image) if c.pvh else None) or c.kernel.image
         return MachineSpec(kernel=kernel, initrd=initramfs(c.kernel),
@@ -118,11 +138,13 @@ class Machine:
             (self.workdir / "qemu.cmdline").write_text(self.spec.shell(qemu) + "\n")
             self.console_log.unlink(missing_ok=True)
             self._console_seen = 0
+            self._stages = set()
             with open(self.qemu_log, "wb") as out:
                 self.times.started = time.monotonic()
                 self.proc = proc.spawn(argv, stdout=out, stderr=subprocess.STDOUT)
             try:
                 self.qmp.connect(timeout=30, alive=lambda: self.proc.poll() is None)
+                self._stage(BootStage.QEMU)
                 return
             except InfraError:
                 err = tail(self.qemu_log, 20)
@@ -165,8 +187,34 @@ class Machine:
                 continue
             self.times.ssh_ready = time.monotonic()
             self.guest = g
+            self._stage(BootStage.SSH)
             self._wait_ready(deadline)
+            self._stage(BootStage.READY)
+            self._mount_shares()
             return g
+
+    def _stage(self, stage: BootStage) -> None:
+        """Tell on_stage, once a stage, how far the boot has come."""
+        if stage in self._stages:
+            return
+        self._stages.add(stage)
+        if self.on_stage is not None:
+            self.on_stage(stage, time.monotonic() - self.times.started)
+
+    def _mount_shares(self) -> None:
+        """Mount each --share directory at its host path (over SSH, so the
+        image needs nothing new); a kernel without 9p fails clearly."""
+        for i, share in enumerate(self.cfg.shares):
+            r = self.guest.run(mount_command(share, share_tag(i)), timeout=60)
+            if not r.ok:
+                fs = self.guest.run("grep -w 9p /proc/filesystems", timeout=30)
+                why = ("the guest kernel has no 9p filesystem (CONFIG_NET_9P, "
+                       "CONFIG_NET_9P_VIRTIO, CONFIG_9P_FS as =y or modules); boot with "
+                       "--no-share or enable them" if not fs.ok else "mount failed")
+                raise BootError(f"cannot mount the shared directory {share.host} in the "
+                                f"guest: {why}: {(r.stderr or r.stdout).strip()}")
+        if self.cfg.shares:
+            self._stage(BootStage.SHARED)
 
     def _console_has(self, marker: bytes) -> bool:
         """Whether the console log shows `marker`, reading only what is new."""
@@ -178,6 +226,9 @@ class Machine:
         except OSError:
             return False
         self._console_seen = start + len(chunk)
+        for stage, text in STAGE_MARKERS:
+            if text in chunk:
+                self._stage(stage)
         return marker in chunk
 
     def _wait_ready(self, deadline: float) -> None:

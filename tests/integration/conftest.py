@@ -12,6 +12,7 @@ import pytest
 from lab.image.build import ensure
 from lab.image.recipe import load_recipe
 from lab.kernel.artifact import distro_kernel
+from lab.vm.base import Share
 from lab.vm.machine import BootConfig, Machine
 
 REPO = Path(__file__).resolve().parents[2]
@@ -56,8 +57,28 @@ def boot_config(kernel, image, **kw) -> BootConfig:
 
 @pytest.fixture(scope="session")
 def shared_guest(image, distro, tmp_path_factory):
-    """A distro-kernel guest with NVMe and pmem, shared by read-mostly tests."""
-    m = Machine(boot_config(distro, image, nvme_mb=1024, pmem_mb=512),
+    """A distro-kernel guest with NVMe and pmem, shared by read-mostly tests;
+    a host directory (its cfg.shares[0].host) is mounted in it over 9p."""
+    share = tmp_path_factory.mktemp("shared-dir")
+    m = Machine(boot_config(distro, image, nvme_mb=1024, pmem_mb=512,
+                            shares=(Share(share),)),
                 tmp_path_factory.mktemp("shared-guest"))
+    m.stages = []
+    m.on_stage = lambda stage, at: m.stages.append(stage)
     with m:
         yield m
+
+
+LINUX_SOURCE = sorted(Path("/usr/src").glob("linux-source-*.tar.xz"))
+
+
+@pytest.fixture(scope="session")
+def lab_kernel():
+    """linux-source-6.1 built with lab's default fragments: the one kernel
+    build of a test session (a cache hit once built; ~21 min cold). Its
+    outcome's build_dir is a built kernel tree (O= directory)."""
+    from lab.kernel.api import build_kernel
+    from lab.kernel.spec import BuildSpec
+    assert LINUX_SOURCE, ("no /usr/src/linux-source-*.tar.xz: ansible/bootstrap.sh installs "
+                          "linux-source-6.1 (CI runs it)")
+    return build_kernel(BuildSpec(linux_source=True), progress=False)

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import shutil
 import time
-from pathlib import Path
 
 import pytest
 
@@ -19,14 +18,9 @@ from lab.kernel.outcome import StepState
 
 pytestmark = [pytest.mark.integration, pytest.mark.kernelbuild]
 
-LINUX_SOURCE = sorted(Path("/usr/src").glob("linux-source-*.tar.xz"))
-
-
 @pytest.fixture(scope="module")
-def built():
-    assert LINUX_SOURCE, ("no /usr/src/linux-source-*.tar.xz: ansible/bootstrap.sh installs "
-                          "linux-source-6.1 (CI runs it)")
-    return build_kernel(BuildSpec(linux_source=True), progress=False)
+def built(lab_kernel):
+    return lab_kernel     # the session's one build (tests/integration/conftest.py)
 
 
 def test_build_produces_a_complete_artifact(built):

@@ -186,7 +186,8 @@ def distros(tmp_path, monkeypatch):
         # root-path drivers built in: no initramfs needed
         (boot / f"config-{rel}").write_text("".join(
             f"CONFIG_{s}=y\n" for s in ("VIRTIO_PCI", "VIRTIO_BLK", "EXT4_FS",
-                                        "DEVTMPFS")))
+                                        "DEVTMPFS")) + "CONFIG_NET_9P=m\n"
+            "CONFIG_NET_9P_VIRTIO=m\nCONFIG_9P_FS=m\n")
         (mods / rel / "kernel").mkdir(parents=True)
         (mods / rel / "modules.dep").write_text("")
     monkeypatch.setattr(artifact_mod, "distro_kernel", functools.partial(
@@ -217,7 +218,10 @@ def test_boot_kernel_distro_release_not_installed_names_the_installed(tmp_path, 
 
 @pytest.mark.parametrize("args, message", [
     (["--kernel", "/nonexistent", "--dry-run"],
-     "'distro', 'distro:RELEASE' or an artifact directory"),
+     "/nonexistent does not exist; valid: a built kernel tree"),
+    (["--share", "/nonexistent", "--dry-run"], "field '--share': /nonexistent does not exist"),
+    (["--share", "/root", "--dry-run"], "would hide the guest's /root/.ssh"),
+    (["--share", "/", "--dry-run"], "/ cannot be shared"),
     ([], "give --shell or -- CMD"),
     (["--timeout", "0", "--dry-run"], "--timeout"),
     (["--cpus", "0", "--dry-run"], "--cpus"),
@@ -225,6 +229,88 @@ def test_boot_kernel_distro_release_not_installed_names_the_installed(tmp_path, 
 def test_boot_bad_input(tmp_path, lab_env, capsys, args, message):
     assert main(["boot", *args]) == 3
     assert message in capsys.readouterr().err
+
+
+def test_boot_a_tree_in_place_with_the_current_directory_shared(tmp_path, lab_env, capsys,
+                                                               monkeypatch):
+    """`make && lab boot --kernel .`: the tree's bzImage, its modules copied
+    into lab's cache (the tree untouched), the current directory a 9p share."""
+    from .test_kernel_tree import make_tree, snapshot
+    tree = make_tree(tmp_path / "linux")
+    before = snapshot(tree)
+    monkeypatch.chdir(tree)
+    assert main(["boot", "--kernel", ".", "--dry-run"]) == 0
+    argv = shlex.split(capsys.readouterr().out)
+    assert opt(argv, "-kernel") == str(tree / "arch/x86/boot/bzImage")
+    assert opt(argv, "-name") == "lab-6.1.0-dev"
+    mods = next(a for a in argv if "modules.ext4" in a)
+    assert "readonly=on" in mods and str(lab_env.parent.parent) in mods   # lab's cache
+    assert opt(argv, "-fsdev").startswith(f"local,id=fs0,path={tree},")
+    assert "virtio-9p-pci,fsdev=fs0,mount_tag=labshare0" in argv
+    assert snapshot(tree) == before
+    # --share DIR, --no-share
+    other = tmp_path / "work"
+    other.mkdir()
+    assert main(["boot", "--kernel", str(tree), "--share", str(other), "--dry-run"]) == 0
+    assert f"path={other}," in opt(shlex.split(capsys.readouterr().out), "-fsdev")
+    assert main(["boot", "--kernel", str(tree), "--no-share", "--dry-run"]) == 0
+    assert "-fsdev" not in shlex.split(capsys.readouterr().out)
+
+
+def test_boot_a_bzimage_alone_says_it_has_no_modules(tmp_path, lab_env, capsys):
+    from .test_kernel_tree import bzimage
+    img = tmp_path / "bzImage"
+    img.write_bytes(bzimage("6.3.0-mine"))
+    assert main(["boot", "--kernel", str(img), "--no-share", "--dry-run"]) == 0
+    out, err = capsys.readouterr()
+    assert opt(shlex.split(out), "-kernel") == str(img) and "labmods" not in out
+    assert "booting 6.3.0-mine without modules" in err
+
+
+def test_boot_a_tree_whose_config_cannot_boot_names_the_options(tmp_path, lab_env, capsys):
+    from .test_kernel_tree import GOOD_CONFIG, make_tree
+    tree = make_tree(tmp_path / "linux", config=GOOD_CONFIG.replace("CONFIG_9P_FS=m\n", "")
+                     .replace("CONFIG_VIRTIO_NET=y\n", ""))
+    assert main(["boot", "--kernel", str(tree), "--share", str(tmp_path), "--dry-run"]) == 3
+    err = capsys.readouterr().err
+    assert f"field '--kernel': {tree}/.config lacks" in err
+    assert "CONFIG_VIRTIO_NET" in err and "CONFIG_9P_FS" in err and "--no-share" in err
+    assert main(["boot", "--kernel", str(tree), "--no-share", "--dry-run"]) == 3
+    err = capsys.readouterr().err
+    assert "CONFIG_VIRTIO_NET" in err and "9P" not in err
+    # a tree not built
+    (tree / "arch/x86/boot/bzImage").unlink()
+    assert main(["boot", "--kernel", str(tree), "--dry-run"]) == 3
+    assert f"{tree} is a kernel tree without arch/x86/boot/bzImage" in capsys.readouterr().err
+
+
+def test_boot_share_of_a_distro_kernel_without_9p_is_refused(tmp_path, lab_env, distros,
+                                                             capsys):
+    cfg = distros / "config-6.1.0-10-amd64"
+    cfg.write_text(cfg.read_text().replace("CONFIG_9P_FS=m\n", ""))
+    assert main(["boot", "--share", str(tmp_path), "--dry-run"]) == 3
+    assert "lacks CONFIG_9P_FS: --share mounts" in capsys.readouterr().err
+    assert main(["boot", "--no-share", "--dry-run"]) == 0
+
+
+def test_which_directories_a_share_may_not_be():
+    from lab.cli.core import share_problem
+    P = __import__("pathlib").Path
+    assert share_problem(P("/home/dev/linux")) is None
+    assert share_problem(P("/usr/src/linux")) is None       # inside the system: fine
+    assert share_problem(P("/root/linux")) is None
+    assert "whole system" in share_problem(P("/"))
+    assert "/root/.ssh" in share_problem(P("/root"))
+    assert "/usr" in share_problem(P("/usr"))
+    assert "/proc" in share_problem(P("/proc/self"))
+
+
+def test_boot_does_not_share_a_current_directory_it_cannot(tmp_path, lab_env, distros, capsys,
+                                                          monkeypatch):
+    monkeypatch.chdir("/")
+    assert main(["boot", "--dry-run"]) == 0
+    out, err = capsys.readouterr()
+    assert "-fsdev" not in out and "not sharing the current directory /" in err
 
 
 # --- lab image build ------------------------------------------------------------

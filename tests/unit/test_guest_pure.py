@@ -81,6 +81,13 @@ def test_lab_boot_shell_runs_ssh_with_a_private_pin(monkeypatch, tmp_path):
                     ["UserKnownHostsFile"]).exists()  # removed after the session
 
 
+def test_the_shell_starts_in_the_shared_directory(tmp_path):
+    kh = tmp_path / "known_hosts"
+    argv = shell_argv(key=Path("/c/id"), port=1, known_hosts=kh, cwd="/home/dev/my linux")
+    assert argv[-3:] == ["-t", "root@127.0.0.1",
+                         "cd '/home/dev/my linux' && exec \"${SHELL:-/bin/sh}\" -l"]
+
+
 def test_openssh_reads_the_pin_as_written(tmp_path):
     """ssh itself finds the pinned key for [127.0.0.1]:PORT and resolves the
     options as meant (ssh -G: config only, no connection)."""

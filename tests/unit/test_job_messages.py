@@ -57,10 +57,10 @@ REFUSED = [
      'kernel.distro', 'expected a string, got 5', 2),
     ('name: t\nkernel: {foo: 1}\nimage: debian-bookworm\n' + WL,
      'kernel', "unknown kernel kind 'foo'; valid: 'distro', {distro: RELEASE}, {artifact: "
-               "DIR} or {build: {...}}", 2),
+               "DIR}, {build: {...}} or {tree: DIR}", 2),
     ('name: t\nkernel: [1]\nimage: debian-bookworm\n' + WL,
-     'kernel', "expected 'distro', {distro: RELEASE}, {artifact: DIR} or {build: {...}}, got "
-               "[1]", 2),
+     'kernel', "expected 'distro', {distro: RELEASE}, {artifact: DIR}, {build: {...}} or "
+               "{tree: DIR}, got [1]", 2),
     ('name: t\nkernel: distro\nkernels: {a: distro}\nimage: debian-bookworm\n' + WL,
      'kernels', 'give either kernel (one) or kernels (named), not both', 3),
     ('name: t\nimage: debian-bookworm\n' + WL,

@@ -103,3 +103,56 @@ def test_an_unknown_accelerator_says_which_are_known():
     from lab.vm.spec import MachineSpec
     with pytest.raises(ValueError, match=r"accel must be one of \('kvm', 'tcg'\), got 'hvf'"):
         MachineSpec(kernel="/k", cmdline="", accel="hvf").argv()
+
+
+def test_a_shared_directory_is_a_virtio_9p_device(tmp_path, monkeypatch):
+    """--share DIR: -fsdev local (read-write: no readonly, security_model=none)
+    + virtio-9p-pci with the tag the guest mounts, a comma in the path doubled."""
+    from lab.vm.base import Share
+    from lab.vm.machine import mount_command
+    monkeypatch.setenv("LAB_CACHE_DIR", str(tmp_path / "cache"))
+    kernel = KernelArtifact.from_dir(make_artifact(tmp_path / "art", "6.1-art"))
+    share = Share(tmp_path / "my,src")
+    cfg = BootConfig(kernel=kernel, image=image(tmp_path), nvme_mb=0, shares=(share,))
+    argv = Machine(cfg, tmp_path / "run").build_spec(ssh_port=2222, accel="tcg").argv()
+    i = argv.index("-fsdev")
+    assert argv[i + 1] == (f"local,id=fs0,path={tmp_path}/my,,src,security_model=none,"
+                           "multidevs=remap")
+    assert argv[i + 2:i + 4] == ["-device", "virtio-9p-pci,fsdev=fs0,mount_tag=labshare0"]
+    assert "readonly" not in argv[i + 1]
+    cmd = mount_command(share, "labshare0")
+    assert "modprobe -qa 9pnet_virtio 9p" in cmd
+    assert cmd.endswith("mount -t 9p -o trans=virtio,version=9p2000.L,msize=262144 "
+                        f"labshare0 {tmp_path}/my,src")
+    assert mount_command(Share(tmp_path / "a b"), "t").endswith(f" t '{tmp_path}/a b'")
+    none = BootConfig(kernel=kernel, image=image(tmp_path), nvme_mb=0)
+    assert "-fsdev" not in Machine(none, tmp_path / "r2").build_spec(2222, "tcg").argv()
+
+
+def test_a_share_the_guest_cannot_mount_is_a_clear_boot_error(tmp_path, monkeypatch):
+    """After the guest is ready, each share is mounted over SSH; a kernel
+    without 9p is named as such (the options to enable), another failure
+    carries the mount's own words."""
+    import pytest
+    from lab.guest.fake import FakeGuest
+    from lab.vm.base import BootError, BootStage, Share
+    monkeypatch.setenv("LAB_CACHE_DIR", str(tmp_path / "cache"))
+    kernel = KernelArtifact.from_dir(make_artifact(tmp_path / "art", "6.1-art"))
+    cfg = BootConfig(kernel=kernel, image=image(tmp_path), shares=(Share(tmp_path / "src"),))
+    m = Machine(cfg, tmp_path / "run")
+    seen = []
+    m.on_stage = lambda stage, at: seen.append(stage)
+    m.guest = FakeGuest()
+    m.guest.answer(r"mount -t 9p", rc=32, stderr="mount: unknown filesystem type '9p'")
+    m.guest.answer(r"/proc/filesystems", rc=1)
+    with pytest.raises(BootError, match=r"cannot mount the shared directory .*/src in the "
+                                        r"guest: the guest kernel has no 9p .*CONFIG_9P_FS.*"
+                                        r"--no-share.*unknown filesystem type"):
+        m._mount_shares()
+    m.guest.answer(r"/proc/filesystems", stdout="nodev\t9p\n")
+    with pytest.raises(BootError, match="mount failed: mount: unknown"):
+        m._mount_shares()
+    m.guest.answer(r"mount -t 9p", rc=0)
+    m._mount_shares()
+    assert seen == [BootStage.SHARED]
+    assert any("mount -t 9p" in c and str(tmp_path / "src") in c for c in m.guest.commands)
