@@ -42,12 +42,15 @@ from .fanout import (Host, Probe, assign, build_specs, capacity, lost_suites, pi
 from .job import Job, load_job
 from .junit import merge as merge_junit, render as render_junit
 from .matrix import Cell, expand
-from .paths import PROJECT_ROOT, cache_dir
+from .paths import DATA_DIR, cache_dir
 from .results import RunState
 from .shards import merge_summaries
 from .store import prepare_output, write_atomic
 
-ANSIBLE_DIR = PROJECT_ROOT / "ansible"
+# lab's playbooks: ansible/ of a checkout, reached through lab/data/ansible
+# (a symlink, like lab's other data) so a wheel carries them too; resolved,
+# so that lab-host.yml's playbook_dir is the checkout's ansible/ it packs
+ANSIBLE_DIR = (DATA_DIR / "ansible").resolve()
 PROBE_TIMEOUT = 300.0
 
 
@@ -163,7 +166,12 @@ def playbook(name: str, inventory: str, hosts: list[str], out: Path, tag: str,
         vars_file = out / f"ansible-{tag}.vars.json"
         vars_file.write_text(json.dumps(extra, indent=1))
         argv += ["-e", f"@{vars_file}"]
-    argv.append(str(ANSIBLE_DIR / name))
+    book = ANSIBLE_DIR / name
+    if not book.is_file():
+        raise InfraError(f"lab's playbook {book} is missing: lab is installed without its "
+                         "ansible/ data; reinstall it (pip install of a wheel built from a "
+                         "checkout, or ansible/bootstrap.sh)")
+    argv.append(str(book))
     done = threading.Event()
 
     def follow():
@@ -173,16 +181,24 @@ def playbook(name: str, inventory: str, hosts: list[str], out: Path, tag: str,
     t = threading.Thread(target=follow, daemon=True) if on_event else None
     if t:
         t.start()
+    log = out / f"ansible-{tag}.log"
     try:
-        proc.run(argv, timeout=timeout, env=_env(LAB_EVENTS=str(events.path)),
-                 log=out / f"ansible-{tag}.log")
+        res = proc.run(argv, timeout=timeout, env=_env(LAB_EVENTS=str(events.path)), log=log)
     finally:
         done.set()
         if t:
             t.join()
             for e in events.new():
                 on_event(e)
-    return events.read()
+    found = events.read()
+    if not found and res.returncode != 0:
+        # no host got as far as a task: the playbook itself failed (ansible's
+        # own error, not a host's); its last lines say why
+        tail = [ln.strip() for ln in (res.stdout + "\n" + res.stderr).splitlines()
+                if ln.strip()][-3:]
+        raise InfraError(f"ansible-playbook {name} failed (exit {res.returncode}) before any "
+                         f"host ran a task: {' / '.join(tail) or 'no output'}; log: {log}")
+    return found
 
 
 def _why(e: dict) -> str:

@@ -20,7 +20,7 @@ import pytest
 REPO = Path(__file__).resolve().parents[2]
 # what the wheel is built from: the package (its lab/data links included), the
 # folders they point to, and the metadata's files; never build/ or egg-info
-SOURCES = ("lab", "images", "jobs", "kernels", "pyproject.toml", "README.md")
+SOURCES = ("lab", "images", "jobs", "kernels", "ansible", "pyproject.toml", "README.md")
 
 
 def sh(*argv, cwd: Path, timeout: float = 300, env: dict | None = None):
@@ -75,7 +75,8 @@ def installed_package(venv: Path) -> Path:
 def test_the_wheel_holds_every_file_of_the_package_and_of_lab_data(venv):
     pkg = installed_package(venv)
     assert venv in pkg.parents and not pkg.is_symlink()
-    tracked = subprocess.run(["git", "ls-files", "lab", "images", "jobs", "kernels"], cwd=REPO,
+    tracked = subprocess.run(["git", "ls-files", "lab", "images", "jobs", "kernels", "ansible"],
+                             cwd=REPO,
                              capture_output=True, text=True, check=True).stdout.split()
     want = set()
     for rel in tracked:
@@ -85,7 +86,8 @@ def test_the_wheel_holds_every_file_of_the_package_and_of_lab_data(venv):
         want.add(p.relative_to("lab") if p.parts[0] == "lab" else Path("data") / p)
     missing = sorted(str(w) for w in want if not (pkg / w).is_file())
     assert not missing, f"not in the wheel: {missing}"
-    assert not any((pkg / "data" / f).is_symlink() for f in ("images", "kernels", "jobs"))
+    assert not any((pkg / "data" / f).is_symlink()
+                   for f in ("images", "kernels", "jobs", "ansible"))
 
 
 def test_lab_from_the_wheel_runs_from_another_directory(venv, elsewhere):
@@ -99,6 +101,10 @@ def test_lab_from_the_wheel_runs_from_another_directory(venv, elsewhere):
     plan = lab(venv, "build", "--linux-source", "--dry-run", cwd=elsewhere).stdout
     assert f"lab ({pkg / 'data' / 'kernels' / 'fragments' / 'lab.config'})" in plan
     assert "build dir" in plan and "artifact" in plan
+    # lab hosts run drives lab's own playbooks: the wheel's copies
+    r = sh(venv / "bin" / "python", "-c", "from lab.hostrun import ANSIBLE_DIR as d; "
+           "print(d / 'hosts-run.yml')", cwd=elsewhere)
+    assert Path(r.stdout.strip()).is_relative_to(pkg) and Path(r.stdout.strip()).is_file()
     r = sh(venv / "bin" / "python", "-c", "from lab.workloads.helpers import source; "
            "print(source('pinstress'))", cwd=elsewhere)
     assert Path(r.stdout.strip()).is_relative_to(pkg)
