@@ -195,3 +195,17 @@ def test_a_packed_artifact_leaves_the_links_into_this_hosts_build_dir(tmp_path):
         names = t.getnames()
     assert "k/modules/lib/modules/6.1-x/modules.dep" in names and "k/bzImage" in names
     assert not any(n.endswith(("/build", "/source")) for n in names)
+
+
+def test_lab_finds_its_playbooks_and_says_when_they_are_missing(tmp_path, monkeypatch):
+    """The playbooks are lab's data (lab/data/ansible -> ansible/): found from
+    any directory; an install without them is an infrastructure error naming
+    the file, not a host that 'reported nothing'."""
+    from lab import hostrun
+    from lab.errors import InfraError
+    for name in ("hosts-probe.yml", "hosts-run.yml", "callback_plugins/lab_events.py"):
+        assert (hostrun.ANSIBLE_DIR / name).is_file()
+    assert not hostrun.ANSIBLE_DIR.is_symlink() and hostrun.ANSIBLE_DIR.name == "ansible"
+    monkeypatch.setattr(hostrun, "ANSIBLE_DIR", tmp_path / "none")
+    with pytest.raises(InfraError, match=r"playbook .*none/hosts-probe.yml is missing"):
+        hostrun.playbook("hosts-probe.yml", "inv", ["h1"], tmp_path, "probe")
