@@ -194,3 +194,15 @@ def test_command_summary_stdin_and_errors(capsys, monkeypatch, tmp_path):
 def test_finding_to_dict_is_json_ready():
     f = Finding(Kind.BUG, "kernel BUG in f", "kernel BUG in f", "kernel BUG at x.c:1!", 7, "x.c:1")
     assert json.loads(json.dumps(f.to_dict()))["kind"] == "bug"
+
+
+def test_lines_given_one_by_one_as_bytes_are_parsed_as_the_text_is():
+    """A console read line by line (bytes, each with its newline, invalid
+    UTF-8 in it, trailing blanks) gives the findings its text gives."""
+    text = (DATA / "warn_gup.log").read_bytes().replace(b"Modules linked in",
+                                                          b"Modules \xff linked in  ")
+    whole = parse(text)
+    by_line = parse(iter(text.splitlines(keepends=True)))
+    assert [(f.title, f.report, f.line, f.location, f.corrupted) for f in by_line] == \
+        [(f.title, f.report, f.line, f.location, f.corrupted) for f in whole]
+    assert "Modules \ufffd linked in  " in whole[0].report
