@@ -206,3 +206,20 @@ def test_lines_given_one_by_one_as_bytes_are_parsed_as_the_text_is():
     assert [(f.title, f.report, f.line, f.location, f.corrupted) for f in by_line] == \
         [(f.title, f.report, f.line, f.location, f.corrupted) for f in whole]
     assert "Modules \ufffd linked in  " in whole[0].report
+
+
+@pytest.mark.parametrize("chunk", [3, 4, 5, 7, 64])
+def test_a_file_read_in_chunks_gives_its_lines_whatever_the_chunk(chunk):
+    """Lines no longer than a chunk come out whole (an empty one, the last
+    without its newline, invalid UTF-8 as U+FFFD), however the reads fall."""
+    from lab.kernellog.parser import read_lines
+    data = b"ab\ncd\n\nefg\na\xffb\nh"
+    assert list(read_lines(io.BytesIO(data), chunk)) == ["ab", "cd", "", "efg", "a\ufffdb", "h"]
+    assert list(read_lines(io.BytesIO(b""), chunk)) == []
+
+
+def test_a_line_longer_than_a_chunk_is_cut_into_chunks():
+    """Memory stays bounded by the chunk: a line with no newline in a whole
+    chunk is cut there."""
+    from lab.kernellog.parser import read_lines
+    assert list(read_lines(io.BytesIO(b"abcdefghij\nxy\n"), 4)) == ["abcd", "efgh", "ij", "xy"]

@@ -70,3 +70,15 @@ def test_sanitize_drops_what_changes_between_runs():
     assert sanitize("rcu detected stall on CPU#1 and 2") == "rcu detected stall on CPU and NUM"
     assert sanitize("a\tb\x01 c  d") == "a b c d"
     assert len(sanitize("x" * 500)) == 120
+
+
+def test_a_fresh_process_titles_as_a_warm_one(monkeypatch):
+    """The combined title regex of each group is built on first use (its
+    cache empty, as in a new `lab dmesg`) and gives the same titles."""
+    from lab.kernellog import title
+    warm = report("UBSAN: shift-out-of-bounds in mm/gup.c:12:3")
+    monkeypatch.setattr(title, "_ANY_TITLE", {})
+    cold = report("UBSAN: shift-out-of-bounds in mm/gup.c:12:3")
+    assert (cold.title, cold.corrupted) == (warm.title, warm.corrupted) == (
+        "UBSAN: shift-out-of-bounds in rxe_mr_cleanup", False)
+    assert title._ANY_TITLE             # ... and kept for the next report
