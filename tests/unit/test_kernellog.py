@@ -223,3 +223,12 @@ def test_a_line_longer_than_a_chunk_is_cut_into_chunks():
     chunk is cut there."""
     from lab.kernellog.parser import read_lines
     assert list(read_lines(io.BytesIO(b"abcdefghij\nxy\n"), 4)) == ["abcd", "efgh", "ij", "xy"]
+
+
+def test_live_feeding_of_raw_serial_lines_matches_parse():
+    """A live console gives lines as the serial port does: with their
+    newline, a carriage return before it."""
+    scanner = Scanner()
+    lines = [line + "\r\n" for line in (DATA / "hung_task.log").read_text().splitlines()]
+    found = [f for line in lines for f in scanner.feed(line)] + scanner.finish()
+    assert merge(found) == parse_file(DATA / "hung_task.log")
