@@ -232,3 +232,25 @@ def test_live_feeding_of_raw_serial_lines_matches_parse():
     lines = [line + "\r\n" for line in (DATA / "hung_task.log").read_text().splitlines()]
     found = [f for line in lines for f in scanner.feed(line)] + scanner.finish()
     assert merge(found) == parse_file(DATA / "hung_task.log")
+
+
+WARN_HEAD = ("[   50.000001] WARNING: CPU: 1 PID: 300 at mm/gup.c:12 unpin_user_pages+0x10/0x20\n"
+             "[   50.000002] Call Trace:\n[   50.000003]  <TASK>\n"
+             "[   50.000004]  unpin_user_pages+0x10/0x20\n[   50.000005]  </TASK>\n")
+
+
+@pytest.mark.parametrize("noise, lines", [(49, 5 + 49 + 1), (50, 5)])
+def test_a_report_ends_after_50_lines_unlike_a_report_and_leaves_them_out(noise, lines):
+    """Up to 49 lines of other output inside a report are kept (a frame may
+    follow); the 50th ends it, and those lines are not the report's."""
+    text = WARN_HEAD + "".join(f"[   50.{10 + i:06d}] noise line {i}\n" for i in range(noise))
+    [f] = parse(text + "[   51.000000]  late_frame+0x1/0x2\n")
+    assert len(f.report.splitlines()) == lines
+    assert ("late_frame" in f.report) == (noise < 50)
+
+
+def test_the_lock_debugging_notice_is_not_part_of_a_report():
+    text = WARN_HEAD.replace("[   50.000004]", "[   50.000004] Disabling lock debugging due to "
+                                                 "kernel taint\n[   50.000004]")
+    [f] = parse(text)
+    assert f.report == parse(WARN_HEAD)[0].report
