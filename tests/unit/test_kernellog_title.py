@@ -82,3 +82,25 @@ def test_a_fresh_process_titles_as_a_warm_one(monkeypatch):
     assert (cold.title, cold.corrupted) == (warm.title, warm.corrupted) == (
         "UBSAN: shift-out-of-bounds in rxe_mr_cleanup", False)
     assert title._ANY_TITLE             # ... and kept for the next report
+
+
+def stack_report(between: int, frames: int = 2):
+    """A WARNING whose Call Trace has `between` register lines before its
+    first of `frames` frames."""
+    return parse("[   50.000001] WARNING: CPU: 1 PID: 300 at mm/gup.c:12 unpin_user_pages+0x10/0x20\n"
+                 "[   50.000002] Call Trace:\n"
+                 + "".join(f"[   50.{3 + i:06d}] RAX: {i:04d}\n" for i in range(between))
+                 + "".join(f"[   50.{100000 + i:06d}]  frame{i}+0x10/0x20\n"
+                           for i in range(frames)))[0]
+
+
+def test_a_stack_trace_has_a_frame_within_15_lines_of_its_header():
+    """A report cut before its frames (another CPU's lines in between, a
+    lost console buffer) is corrupted: its title may name the wrong function."""
+    assert not stack_report(14).corrupted
+    assert stack_report(15).corrupted
+
+
+def test_a_stack_trace_has_two_lines_at_least():
+    assert stack_report(0, frames=1).corrupted
+    assert not stack_report(0, frames=2).corrupted
