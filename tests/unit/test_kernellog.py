@@ -254,3 +254,23 @@ def test_the_lock_debugging_notice_is_not_part_of_a_report():
                                                  "kernel taint\n[   50.000004]")
     [f] = parse(text)
     assert f.report == parse(WARN_HEAD)[0].report
+
+
+class Trickle(io.RawIOBase):
+    """A pipe from a slow console: each read gives at most `step` bytes."""
+
+    def __init__(self, data: bytes, step: int):
+        self.data, self.step = data, step
+
+    def read(self, n=-1):
+        out, self.data = self.data[:min(n, self.step)], self.data[min(n, self.step):]
+        return out
+
+
+@pytest.mark.parametrize("step", [1, 2, 3])
+def test_a_console_read_in_short_pieces_gives_its_lines(step):
+    """Short reads (a pipe, a serial port) are not the end of the file:
+    the lines come out whole, an empty first one and the last one too."""
+    from lab.kernellog.parser import read_lines
+    data = b"\nab\ncd\n\nefg\nh"
+    assert list(read_lines(Trickle(data, step), 64)) == ["", "ab", "cd", "", "efg", "h"]
