@@ -274,3 +274,20 @@ def test_a_console_read_in_short_pieces_gives_its_lines(step):
     from lab.kernellog.parser import read_lines
     data = b"\nab\ncd\n\nefg\nh"
     assert list(read_lines(Trickle(data, step), 64)) == ["", "ab", "cd", "", "efg", "h"]
+
+
+@pytest.mark.parametrize("head, lines, kept", [
+    ("WARNING: CPU: 1 PID: 300 at mm/gup.c:12 unpin_user_pages+0x10/0x20", 22, True),
+    ("WARNING: CPU: 1 PID: 300 at mm/gup.c:12 unpin_user_pages+0x10/0x20", 23, False),
+    ("BUG: KMSAN: uninit-value in foo+0x1/0x2", 16, True),
+    ("BUG: KMSAN: uninit-value in foo+0x1/0x2", 17, False)])
+def test_a_panic_after_a_full_report_adds_nothing_to_it(head, lines, kept):
+    """panic_on_warn: the panic that follows a report of more than 22 lines
+    (16 for KMSAN) and its stack add nothing, and are left out; after a
+    short report they may carry what it lacks, and are kept."""
+    text = "".join([f"[   50.000001] {head}\n"]
+                   + [f"[   50.{i + 2:06d}]  frame{i}+0x10/0x20\n" for i in range(lines - 1)]
+                   + ["[   50.100000] Kernel panic - not syncing: panic_on_warn set ...\n",
+                      "[   50.100001]  after_panic+0x1/0x2\n"])
+    [f] = parse(text)
+    assert ("after_panic" in f.report) == kept
