@@ -291,3 +291,17 @@ def test_a_panic_after_a_full_report_adds_nothing_to_it(head, lines, kept):
                       "[   50.100001]  after_panic+0x1/0x2\n"])
     [f] = parse(text)
     assert ("after_panic" in f.report) == kept
+
+
+def test_the_backtraces_a_stall_report_asks_other_cpus_for_are_part_of_it():
+    """An RCU stall sends NMIs to the stalled CPUs: their backtraces, tagged
+    with those CPUs, belong to the report that asked for them."""
+    [f] = parse("[   50.000001][    T1] rcu: INFO: rcu_preempt detected stalls on CPUs/tasks:\n"
+                "[   50.000002][    T1] rcu: \t1-...!: (1 GPs behind)\n"
+                "[   50.000003][    T1] Sending NMI from CPU 0 to CPUs 1:\n"
+                "[   50.000004][    C1] NMI backtrace for cpu 1\n"
+                "[   50.000005][    C1] Call Trace:\n"
+                "[   50.000006][    C1]  nmi_frame+0x1/0x2\n"
+                "[   50.000007][    C1]  other_frame+0x1/0x2\n")
+    assert f.report.splitlines()[-4:] == ["NMI backtrace for cpu 1", "Call Trace:",
+                                          " nmi_frame+0x1/0x2", " other_frame+0x1/0x2"]
