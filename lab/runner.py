@@ -420,11 +420,18 @@ def _copy(c: CaseResult) -> CaseResult:
 
 
 def _boot(machine, kernel: KernelArtifact, suite: SuiteResult, store: RunStore, name: str,
-          seen: set[str], say, why: str = "") -> bool:
-    """Start `machine` and wait for SSH; the boot's case is `name`."""
+          seen: set[str], say, why: str = "", cancelled: threading.Event | None = None) -> bool:
+    """Start `machine` and wait for SSH; the boot's case is `name`. After
+    Ctrl-C (`cancelled`) the machine is killed and Cancelled raised."""
     say(f"booting {kernel.release} ({kernel.origin})" + (f": {why}" if why else ""))
+    interrupted = cancelled.is_set if cancelled is not None else lambda: False
     try:
         machine.start()
+        if interrupted():
+            # Ctrl-C came after this machine was made but before qemu ran:
+            # _stop_everything's kill found nothing to kill, so kill it here
+            machine.kill()
+            raise Cancelled("interrupted while booting")
         if name == "boot":
             suite.properties.update({"qemu_version": machine.qemu_version,
                                      "accelerator": machine.accel.accel,
@@ -432,6 +439,8 @@ def _boot(machine, kernel: KernelArtifact, suite: SuiteResult, store: RunStore, 
                                      "kernel_cmdline": machine.spec.cmdline})
         machine.wait_for_ssh()
     except BootError as e:
+        if interrupted():           # Ctrl-C killed it while it booted: not the kernel's fault
+            raise Cancelled("interrupted while booting") from None
         console = machine.console_text()
         store.add(suite, CaseResult(name, Status.FAILED, kind=_boot_kind(console),
                                     message=str(e).splitlines()[0], details=str(e),
@@ -463,7 +472,8 @@ def _boot_and_run(unit: Unit, env: RunEnv, boots: Boots, kernel: KernelArtifact,
     store = env.store
     seen: set[str] = set()
     machine = boots.new()
-    if not _boot(machine, kernel, suite, store, "boot", seen, say):
+    if not _boot(machine, kernel, suite, store, "boot", seen, say,
+                 cancelled=env.resources.cancelled):
         return
     workloads = unit.cell.workloads
     for i, entry in enumerate(workloads):
@@ -477,7 +487,8 @@ def _boot_and_run(unit: Unit, env: RunEnv, boots: Boots, kernel: KernelArtifact,
             say(f"{why}: the {len(rest)} workload(s) left run on a fresh boot")
             env.progress.set(unit.id, "booting again")
             machine = boots.new()
-            if _boot(machine, kernel, suite, store, f"boot.{boots.count}", seen, say, why):
+            if _boot(machine, kernel, suite, store, f"boot.{boots.count}", seen, say, why,
+                     env.resources.cancelled):
                 continue
             message = f"not run: the fresh boot after {entry.case} failed"
         else:

@@ -90,10 +90,14 @@ class Resources:
             ticket = next(self._tickets)
             self._waiting.append((ticket, cores, memory_mb))
             try:
-                while not self._may_go(ticket):
-                    if self.cancelled.is_set():
-                        raise Cancelled(f"interrupted while {label or 'a cell'} waited to run")
+                # cancelled is checked before each look, a free slot or not:
+                # the guests Ctrl-C kills free slots their waiters must not take
+                while not self.cancelled.is_set():
+                    if self._may_go(ticket):
+                        break
                     self._cond.wait(0.5)
+                else:
+                    raise Cancelled(f"interrupted while {label or 'a cell'} waited to run")
             finally:
                 self._waiting = [w for w in self._waiting if w[0] != ticket]
             u = self.usage

@@ -53,8 +53,9 @@ class FakeScript:
     boots_before_failing: int | None = None   # that many boots come up, the later ones fail
     boot_panics: bool = False
     boot_seconds: float = 0.0          # time start() + wait_for_ssh() take
-    command_seconds: float = 0.0       # time every matching command takes
-    slow_on: str | None = None
+    command_seconds: float = 0.0       # time every command slow_on matches takes
+    slow_on: str | None = None         # (a kill of qemu ends it at once, unreachable)
+    slow_after: int = 0                # the first N it matches (over the factory) are quick
     panic_on: str | None = None        # the guest dies while running it
     qemu_dies_on: str | None = None    # qemu is killed while running it (no panic)
     qemu_exit_code: int = -9           # ... and exits so (-9: SIGKILL, as kill -9)
@@ -83,6 +84,7 @@ class FakeMachine:
         self.on_stage: Callable[[BootStage, float], None] | None = None
         self.stages: list[BootStage] = []     # the stages reached, in order
         self._running = False
+        self._gone = threading.Event()    # qemu stopped or killed
         self._paused: str | None = None
         self._exit_code: int | None = None
         self._console: list[str] = []
@@ -104,7 +106,9 @@ class FakeMachine:
 
     def wait_for_ssh(self) -> FakeGuest:
         s = self.script
-        time.sleep(s.boot_seconds)
+        if self._gone.wait(s.boot_seconds):       # qemu killed while the guest boots
+            raise BootError(f"qemu exited with code {self._exit_code} before the guest "
+                            "answered SSH")
         if s.boot_panics:
             self._say("Kernel panic - not syncing: VFS: Unable to mount root fs")
             self._die()
@@ -139,6 +143,7 @@ class FakeMachine:
 
     def _die(self, exit_code: int = 0) -> None:
         self._running = False
+        self._gone.set()
         if self._exit_code is None:
             self._exit_code = exit_code
         if self.guest is not None:
@@ -163,7 +168,13 @@ class FakeMachine:
         return Result(("sh", "-c", cmd), 0, "", "", self.script.command_seconds)
 
     def _slow(self, cmd: str) -> Result:
-        time.sleep(self.script.command_seconds)
+        """command_seconds, unless qemu is killed meanwhile: then, as with a
+        real SSH session, the command ends at once and the guest is gone."""
+        if self.factory._count_slow() <= self.script.slow_after:
+            return self._ok(cmd)
+        if self._gone.wait(self.script.command_seconds):
+            raise GuestUnreachable(f"guest stopped answering SSH while running {cmd!r}: "
+                                   "Socket is closed")
         return self._ok(cmd)
 
     def _panic(self, cmd: str) -> Result:
@@ -220,6 +231,7 @@ class FakeMachineFactory:
         self.running: list[FakeMachine] = []
         self.peak_cpus = 0
         self.peak_machines = 0
+        self.slow_commands = 0             # how many commands slow_on matched
         self._lock = threading.Lock()
 
     def __call__(self, cfg: BootConfig, workdir: Path, log) -> FakeMachine:
@@ -234,6 +246,11 @@ class FakeMachineFactory:
             self.running.append(m)
             self.peak_machines = max(self.peak_machines, len(self.running))
             self.peak_cpus = max(self.peak_cpus, sum(x.cfg.cpus for x in self.running))
+
+    def _count_slow(self) -> int:
+        with self._lock:
+            self.slow_commands += 1
+            return self.slow_commands
 
     def _stopped(self, m: FakeMachine) -> None:
         with self._lock:

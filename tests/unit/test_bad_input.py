@@ -246,3 +246,109 @@ def test_a_bad_stall_threshold_exits_3_naming_the_field(tmp_path, capsys):
     assert main(["run", str(p)]) == 3
     err = capsys.readouterr().err
     assert "stall_threshold" in err and "0..604800" in err and "Traceback" not in err
+
+
+# --- the file and its YAML: refused at the limits, word for word, with the line ---
+
+def refused_file(p, bare, line=None):
+    with pytest.raises(UserError) as e:
+        load_job(p)
+    assert (e.value.file, e.value.field, e.value.bare, e.value.line) == (str(p), None, bare,
+                                                                         line)
+
+
+def test_a_job_file_of_1_mib_loads_and_one_byte_more_is_refused(tmp_path):
+    from lab.job import MAX_FILE_BYTES
+    p = tmp_path / "job.yaml"
+    head = HEAD + WL + "description: '"
+    p.write_text(head + "x" * (MAX_FILE_BYTES - len(head) - 2) + "'\n")
+    assert p.stat().st_size == MAX_FILE_BYTES and len(load_job(p).description) > 1000
+    p.write_text(head + "x" * (MAX_FILE_BYTES - len(head) - 1) + "'\n")
+    refused_file(p, "larger than 1048576 bytes; valid: a job file of at most 1 MiB")
+
+
+def test_a_job_path_that_never_ends_is_read_up_to_the_cap_only():
+    """/dev/zero (or a FIFO a program keeps writing): refused after 1 MiB,
+    not read until memory runs out."""
+    refused_file("/dev/zero", "larger than 1048576 bytes; valid: a job file of at most 1 MiB")
+
+
+def test_a_job_file_that_is_not_text_or_not_a_file(tmp_path):
+    p = tmp_path / "job.yaml"
+    p.write_bytes(HEAD.encode() + b"description: \xff\n")
+    with pytest.raises(UserError) as e:
+        load_job(p)
+    assert e.value.file == str(p) and e.value.bare.startswith(
+        "cannot read job file: 'utf-8' codec can't decode byte 0xff in position 59")
+    refused_file(tmp_path, f"cannot read job file: [Errno 21] Is a directory: '{tmp_path}'")
+
+
+def test_no_such_job_file_names_the_jobs_there_are(tmp_path, monkeypatch):
+    from lab.paths import JOBS
+    p = tmp_path / "nope.yaml"
+    refused_file(p, "no such job file; valid: a path to one, or the name of a job in "
+                    f"{JOBS.where()}: {', '.join(JOBS.names())}")
+    monkeypatch.setattr(type(JOBS), "names", lambda self: [])
+    refused_file(p, "no such job file; valid: a path to one, or the name of a job in "
+                    f"{JOBS.where()}: (none)")
+
+
+def test_a_value_yaml_cannot_build_is_named_in_the_message(tmp_path):
+    p = tmp_path / "job.yaml"
+    p.write_text("x: 2001-13-45\n")
+    refused_file(p, "not valid YAML: a value cannot be read ('month must be in 1..12')")
+    p.write_text("x: 1" + "0" * 5000 + "\n")          # Python's message, cut to 120
+    with pytest.raises(UserError) as e:
+        load_job(p)
+    inner = e.value.bare.removeprefix("not valid YAML: a value cannot be read (")[:-1]
+    assert e.value.file == str(p) and len(inner) == 120 and inner.startswith("'Exceeds the")
+    assert inner.endswith("...")
+
+
+def test_a_mapping_key_that_is_a_list_is_refused_on_its_line(tmp_path):
+    p = tmp_path / "job.yaml"
+    p.write_text("a: 1\n? [x]\n: 1\n")
+    refused_file(p, "not valid YAML: a mapping key must be a string or a number", 2)
+
+
+def test_an_alias_inside_its_own_anchor_is_refused_on_its_line(tmp_path):
+    p = tmp_path / "job.yaml"
+    p.write_text("a: 1\nb: &b [1, *b]\n")
+    refused_file(p, "not valid YAML: alias *b refers to a node that contains it", 2)
+
+
+def test_nesting_of_64_levels_loads_and_65_is_refused_on_its_line(tmp_path):
+    """Counted along each branch: siblings before the deep branch (closed
+    nodes, scalars) do not change its depth."""
+    from lab.job import MAX_DEPTH
+    p = tmp_path / "job.yaml"
+
+    def nested(levels):     # a list holding 0, then lists nested to `levels` in all
+        return "[[0, " + "[" * (levels - 2) + "]" * (levels - 2) + "]]"
+    p.write_text("a: [[1], 2]\nb: " + nested(MAX_DEPTH - 1) + "\n")   # the mapping is one
+    with pytest.raises(UserError) as e:
+        load_job(p)
+    assert e.value.field is not None            # loaded: refused later, for its content
+    p.write_text("a: [[1], 2]\nb: " + nested(MAX_DEPTH) + "\n")
+    refused_file(p, "not valid YAML: nested deeper than 64 levels", 2)
+
+
+def test_a_document_expanding_to_the_cap_loads_and_one_more_is_refused(tmp_path):
+    """MAX_EXPANDED counts every node (1 each) and every scalar's characters,
+    aliases expanded."""
+    from lab.job import MAX_EXPANDED
+    p = tmp_path / "job.yaml"
+    # {a: S, b: [*a x 1022], c: T}: the mapping 1, keys 2 each, S and each
+    # alias 1 + 2047, the list 1, T 1 + len(T)
+    fixed = 1 + 3 * 2 + 1023 * 2048 + 1 + 1
+
+    def doc(size):
+        return ("a: &a " + "s" * 2047 + "\nb: [" + ", ".join(["*a"] * 1022) + "]\n"
+                "c: " + "t" * (size - fixed) + "\n")
+    p.write_text(doc(MAX_EXPANDED))
+    with pytest.raises(UserError) as e:
+        load_job(p)
+    assert e.value.field is not None            # loaded: refused later, for its content
+    p.write_text(doc(MAX_EXPANDED + 1))
+    refused_file(p, "not valid YAML: the document expands (aliases included) to more than "
+                    "2097152 nodes and characters", 1)

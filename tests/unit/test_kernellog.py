@@ -194,3 +194,114 @@ def test_command_summary_stdin_and_errors(capsys, monkeypatch, tmp_path):
 def test_finding_to_dict_is_json_ready():
     f = Finding(Kind.BUG, "kernel BUG in f", "kernel BUG in f", "kernel BUG at x.c:1!", 7, "x.c:1")
     assert json.loads(json.dumps(f.to_dict()))["kind"] == "bug"
+
+
+def test_lines_given_one_by_one_as_bytes_are_parsed_as_the_text_is():
+    """A console read line by line (bytes, each with its newline, invalid
+    UTF-8 in it, trailing blanks) gives the findings its text gives."""
+    text = (DATA / "warn_gup.log").read_bytes().replace(b"Modules linked in",
+                                                          b"Modules \xff linked in  ")
+    whole = parse(text)
+    by_line = parse(iter(text.splitlines(keepends=True)))
+    assert [(f.title, f.report, f.line, f.location, f.corrupted) for f in by_line] == \
+        [(f.title, f.report, f.line, f.location, f.corrupted) for f in whole]
+    assert "Modules \ufffd linked in  " in whole[0].report
+
+
+@pytest.mark.parametrize("chunk", [3, 4, 5, 7, 64])
+def test_a_file_read_in_chunks_gives_its_lines_whatever_the_chunk(chunk):
+    """Lines no longer than a chunk come out whole (an empty one, the last
+    without its newline, invalid UTF-8 as U+FFFD), however the reads fall."""
+    from lab.kernellog.parser import read_lines
+    data = b"ab\ncd\n\nefg\na\xffb\nh"
+    assert list(read_lines(io.BytesIO(data), chunk)) == ["ab", "cd", "", "efg", "a\ufffdb", "h"]
+    assert list(read_lines(io.BytesIO(b""), chunk)) == []
+
+
+def test_a_line_longer_than_a_chunk_is_cut_into_chunks():
+    """Memory stays bounded by the chunk: a line with no newline in a whole
+    chunk is cut there."""
+    from lab.kernellog.parser import read_lines
+    assert list(read_lines(io.BytesIO(b"abcdefghij\nxy\n"), 4)) == ["abcd", "efgh", "ij", "xy"]
+
+
+def test_live_feeding_of_raw_serial_lines_matches_parse():
+    """A live console gives lines as the serial port does: with their
+    newline, a carriage return before it."""
+    scanner = Scanner()
+    lines = [line + "\r\n" for line in (DATA / "hung_task.log").read_text().splitlines()]
+    found = [f for line in lines for f in scanner.feed(line)] + scanner.finish()
+    assert merge(found) == parse_file(DATA / "hung_task.log")
+
+
+WARN_HEAD = ("[   50.000001] WARNING: CPU: 1 PID: 300 at mm/gup.c:12 unpin_user_pages+0x10/0x20\n"
+             "[   50.000002] Call Trace:\n[   50.000003]  <TASK>\n"
+             "[   50.000004]  unpin_user_pages+0x10/0x20\n[   50.000005]  </TASK>\n")
+
+
+@pytest.mark.parametrize("noise, lines", [(49, 5 + 49 + 1), (50, 5)])
+def test_a_report_ends_after_50_lines_unlike_a_report_and_leaves_them_out(noise, lines):
+    """Up to 49 lines of other output inside a report are kept (a frame may
+    follow); the 50th ends it, and those lines are not the report's."""
+    text = WARN_HEAD + "".join(f"[   50.{10 + i:06d}] noise line {i}\n" for i in range(noise))
+    [f] = parse(text + "[   51.000000]  late_frame+0x1/0x2\n")
+    assert len(f.report.splitlines()) == lines
+    assert ("late_frame" in f.report) == (noise < 50)
+
+
+def test_the_lock_debugging_notice_is_not_part_of_a_report():
+    text = WARN_HEAD.replace("[   50.000004]", "[   50.000004] Disabling lock debugging due to "
+                                                 "kernel taint\n[   50.000004]")
+    [f] = parse(text)
+    assert f.report == parse(WARN_HEAD)[0].report
+
+
+class Trickle(io.RawIOBase):
+    """A pipe from a slow console: each read gives at most `step` bytes."""
+
+    def __init__(self, data: bytes, step: int):
+        self.data, self.step = data, step
+
+    def read(self, n=-1):
+        out, self.data = self.data[:min(n, self.step)], self.data[min(n, self.step):]
+        return out
+
+
+@pytest.mark.parametrize("step", [1, 2, 3])
+def test_a_console_read_in_short_pieces_gives_its_lines(step):
+    """Short reads (a pipe, a serial port) are not the end of the file:
+    the lines come out whole, an empty first one and the last one too."""
+    from lab.kernellog.parser import read_lines
+    data = b"\nab\ncd\n\nefg\nh"
+    assert list(read_lines(Trickle(data, step), 64)) == ["", "ab", "cd", "", "efg", "h"]
+
+
+@pytest.mark.parametrize("head, lines, kept", [
+    ("WARNING: CPU: 1 PID: 300 at mm/gup.c:12 unpin_user_pages+0x10/0x20", 22, True),
+    ("WARNING: CPU: 1 PID: 300 at mm/gup.c:12 unpin_user_pages+0x10/0x20", 23, False),
+    ("BUG: KMSAN: uninit-value in foo+0x1/0x2", 16, True),
+    ("BUG: KMSAN: uninit-value in foo+0x1/0x2", 17, False)])
+def test_a_panic_after_a_full_report_adds_nothing_to_it(head, lines, kept):
+    """panic_on_warn: the panic that follows a report of more than 22 lines
+    (16 for KMSAN) and its stack add nothing, and are left out; after a
+    short report they may carry what it lacks, and are kept."""
+    text = "".join([f"[   50.000001] {head}\n"]
+                   + [f"[   50.{i + 2:06d}]  frame{i}+0x10/0x20\n" for i in range(lines - 1)]
+                   + ["[   50.100000] Kernel panic - not syncing: panic_on_warn set ...\n",
+                      "[   50.100001]  after_panic+0x1/0x2\n"])
+    [f] = parse(text)
+    assert ("after_panic" in f.report) == kept
+
+
+def test_the_backtraces_a_stall_report_asks_other_cpus_for_are_part_of_it():
+    """An RCU stall sends NMIs to the stalled CPUs: their backtraces, tagged
+    with those CPUs, belong to the report that asked for them."""
+    [f] = parse("[   50.000001][    T1] rcu: INFO: rcu_preempt detected stalls on CPUs/tasks:\n"
+                "[   50.000002][    T1] rcu: \t1-...!: (1 GPs behind)\n"
+                "[   50.000003][    T1] Sending NMI from CPU 0 to CPUs 1:\n"
+                "[   50.000004][    C1] NMI backtrace for cpu 1\n"
+                "[   50.000005][    C1] Call Trace:\n"
+                "[   50.000006][    C1]  nmi_frame+0x1/0x2\n"
+                "[   50.000007][    C1]  other_frame+0x1/0x2\n")
+    assert f.report.splitlines()[-4:] == ["NMI backtrace for cpu 1", "Call Trace:",
+                                          " nmi_frame+0x1/0x2", " other_frame+0x1/0x2"]

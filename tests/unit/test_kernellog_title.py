@@ -70,3 +70,37 @@ def test_sanitize_drops_what_changes_between_runs():
     assert sanitize("rcu detected stall on CPU#1 and 2") == "rcu detected stall on CPU and NUM"
     assert sanitize("a\tb\x01 c  d") == "a b c d"
     assert len(sanitize("x" * 500)) == 120
+
+
+def test_a_fresh_process_titles_as_a_warm_one(monkeypatch):
+    """The combined title regex of each group is built on first use (its
+    cache empty, as in a new `lab dmesg`) and gives the same titles."""
+    from lab.kernellog import title
+    warm = report("UBSAN: shift-out-of-bounds in mm/gup.c:12:3")
+    monkeypatch.setattr(title, "_ANY_TITLE", {})
+    cold = report("UBSAN: shift-out-of-bounds in mm/gup.c:12:3")
+    assert (cold.title, cold.corrupted) == (warm.title, warm.corrupted) == (
+        "UBSAN: shift-out-of-bounds in rxe_mr_cleanup", False)
+    assert title._ANY_TITLE             # ... and kept for the next report
+
+
+def stack_report(between: int, frames: int = 2):
+    """A WARNING whose Call Trace has `between` register lines before its
+    first of `frames` frames."""
+    return parse("[   50.000001] WARNING: CPU: 1 PID: 300 at mm/gup.c:12 unpin_user_pages+0x10/0x20\n"
+                 "[   50.000002] Call Trace:\n"
+                 + "".join(f"[   50.{3 + i:06d}] RAX: {i:04d}\n" for i in range(between))
+                 + "".join(f"[   50.{100000 + i:06d}]  frame{i}+0x10/0x20\n"
+                           for i in range(frames)))[0]
+
+
+def test_a_stack_trace_has_a_frame_within_15_lines_of_its_header():
+    """A report cut before its frames (another CPU's lines in between, a
+    lost console buffer) is corrupted: its title may name the wrong function."""
+    assert not stack_report(14).corrupted
+    assert stack_report(15).corrupted
+
+
+def test_a_stack_trace_has_two_lines_at_least():
+    assert stack_report(0, frames=1).corrupted
+    assert not stack_report(0, frames=2).corrupted

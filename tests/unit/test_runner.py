@@ -7,6 +7,10 @@ import json
 import os
 import signal
 import subprocess
+import threading
+import time
+
+import pytest
 
 from lab.job import WorkloadEntry, load_job
 from lab.results import Status
@@ -306,25 +310,107 @@ def test_a_finding_only_the_series_shows_fails_the_run_and_is_new_then_known(
     assert warning_case(s2, "series")["properties"]["novelty"] == "known"
 
 
-def test_ctrl_c_stops_every_guest_and_keeps_what_finished(tmp_path, fake_lab):
-    import os
-    import signal
-    import threading
+SLOW = 20.0      # seconds a busy workload takes unless its qemu is killed
 
-    import pytest
-    fake_lab.script = FakeScript(boot_seconds=0.1, command_seconds=1.0, slow_on="work")
-    job = matrix(tmp_path)
-    threading.Timer(1.5, lambda: os.kill(os.getpid(), signal.SIGINT)).start()
+
+def _in_work(m) -> bool:
+    """The fake machine is running the cells' workload (`work`) now."""
+    return m.running and m.guest is not None and m.guest.commands[-1].endswith("work")
+
+
+def _ran_work(m) -> bool:
+    return m.guest is not None and any(c.endswith("work") for c in m.guest.commands)
+
+
+def _wait_for(condition, what: str) -> None:
+    deadline = time.monotonic() + SLOW
+    while not condition():
+        assert time.monotonic() < deadline, f"never saw {what}"
+        time.sleep(0.01)
+
+
+def _interrupted_run(job, tmp_path, fake_lab, then_interrupt) -> tuple[dict, float]:
+    """run_job under a watcher that sends SIGINT once `then_interrupt` holds
+    (an observed state of the run, not a time: a loaded host may be anywhere
+    in the run after a fixed sleep); the summary, and how long the run took
+    to end after the signal."""
+    sent, failed = [], []
+
+    def watch():
+        try:
+            _wait_for(then_interrupt, "the state to interrupt")
+        except AssertionError as e:      # no SIGINT: the run ends by itself, and fails below
+            failed.append(str(e))
+            return
+        sent.append(time.monotonic())
+        os.kill(os.getpid(), signal.SIGINT)
+
+    watcher = threading.Thread(target=watch, daemon=True)
+    watcher.start()
     with pytest.raises(KeyboardInterrupt):
         run_job(job, tmp_path / "out", live=False,
                 resources=Resources(cores=2, memory_mb=4096))
-    s = json.loads((tmp_path / "out" / "summary.json").read_text())
+    ended = time.monotonic()
+    watcher.join()
+    assert sent, failed
+    return json.loads((tmp_path / "out" / "summary.json").read_text()), ended - sent[0]
+
+
+def test_ctrl_c_stops_every_guest_and_keeps_what_finished(tmp_path, fake_lab):
+    """Ctrl-C while a cell has finished and two are inside their workload:
+    the busy guests are killed at once (their workload does not run out its
+    time), no boot starts after it, the finished cell keeps its results and
+    the interrupted ones say so."""
+    # the first two runs of the workload are quick, later ones take SLOW
+    # seconds unless their qemu is killed
+    fake_lab.script = FakeScript(slow_on="work", command_seconds=SLOW, slow_after=2)
+
+    def one_finished_two_busy():
+        ms = list(fake_lab.machines)
+        return (any(_ran_work(m) and not m.running for m in ms)
+                and sum(map(_in_work, ms)) == 2)
+    s, took = _interrupted_run(matrix(tmp_path), tmp_path, fake_lab, one_finished_two_busy)
+    assert took < SLOW / 2, "a busy guest ran out its workload's time"
     assert s["state"] == "interrupted" and s["exit_code"] == 130
-    assert fake_lab.running == [] and len(fake_lab.machines) < 8
-    finished = [x for x in s["suites"] if x["counts"]["passed"] >= 2]
-    interrupted = [x for x in s["suites"] if any(c["kind"] == "interrupted"
-                                                 for c in x["cases"])]
-    assert finished and interrupted
+    # two cells at a time, both busy when Ctrl-C came: 2 quick + 2 busy boots
+    assert fake_lab.running == [] and len(fake_lab.machines) == 4
+    finished = [x["name"] for x in s["suites"] if x["counts"]["passed"] >= 2
+                and x["counts"]["error"] == 0]
+    interrupted = [x["name"] for x in s["suites"] if any(c["kind"] == "interrupted"
+                                                         for c in x["cases"])]
+    assert len(finished) == 2 and len(interrupted) == 6        # 2 busy + 4 never started
+    assert not set(finished) & set(interrupted)
+
+
+def test_ctrl_c_between_making_a_machine_and_starting_it_boots_nothing(
+        tmp_path, fake_lab, monkeypatch):
+    """Ctrl-C right after a cell made its machine, before qemu started: the
+    kill of every live guest has nothing to kill there yet, and the cell
+    must still not boot it (a guest running its workloads after Ctrl-C)."""
+    from lab import runner
+    fake_lab.script = FakeScript(slow_on="work", command_seconds=SLOW, slow_after=1)
+    made = []
+
+    def factory(cfg, workdir, log):
+        m = fake_lab(cfg, workdir, log)
+        made.append(m)
+        if len(made) == 3:   # a cell finished, the other is busy: Ctrl-C, the busy one killed
+            _wait_for(lambda: any(map(_in_work, made[:2])), "a cell in its workload")
+            os.kill(os.getpid(), signal.SIGINT)
+            _wait_for(lambda: not any(m.running for m in made[:2]), "the busy guest killed")
+        return m
+    monkeypatch.setattr(runner, "default_machine_factory", factory)
+    start = time.monotonic()
+    with pytest.raises(KeyboardInterrupt):
+        run_job(matrix(tmp_path), tmp_path / "out", live=False,
+                resources=Resources(cores=2, memory_mb=4096))
+    assert time.monotonic() - start < SLOW / 2, "a guest ran its workload after Ctrl-C"
+    third = made[2]
+    assert len(made) == 3 and not third.running and third.guest is None   # never came up
+    s = json.loads((tmp_path / "out" / "summary.json").read_text())
+    [suite] = [x for x in s["suites"]
+               if x["name"] == f"{third.workdir.parent.name}#{third.workdir.name[1:]}"]
+    assert [(c["name"], c["kind"]) for c in suite["cases"]] == [("interrupted", "interrupted")]
 
 
 def test_a_guest_qemu_paused_is_an_infrastructure_error_not_a_kernel_bug(

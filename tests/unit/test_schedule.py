@@ -85,6 +85,17 @@ def test_cancel_wakes_waiters():
     assert len(errors) == 1 and "interrupted" in str(errors[0])
 
 
+def test_after_cancel_no_cell_starts_even_where_it_fits():
+    """Ctrl-C kills the running guests, which frees their cores: a cell
+    asking for them then (or woken by their release) must not start."""
+    r = Resources(cores=2, memory_mb=1000)
+    r.cancel()
+    with pytest.raises(Cancelled, match="interrupted while w waited to run"):
+        with r.hold(1, 0, "w"):
+            pass
+    assert r.usage.cores == 0
+
+
 def test_kernel_cache_makes_each_key_once():
     cache = MadeOnce()
     calls = []

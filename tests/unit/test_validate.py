@@ -17,6 +17,7 @@ def refused(check, value, message, **kw):
 def test_number():
     assert validate.number(2, 1, 3, field="f") == 2.0
     assert validate.number(1.0, 1, 3, field="f") == 1.0 and validate.number(3, 1, 3, field="f") == 3
+    assert validate.number(1, 1, 3, field="f") == 1.0                # the bounds are in range
     refused(validate.number, "2", "expected a number, got '2'", lo=1, hi=3)
     refused(validate.number, True, "expected a number, got True", lo=1, hi=3)
     refused(validate.number, 4, "must be a finite number in 1..3, got 4", lo=1, hi=3)
@@ -53,7 +54,16 @@ def test_seconds_and_bounds():
     refused(validate.seconds, validate.MAX_SECONDS + 1, "must be a positive, finite number of "
             "seconds up to 604800, got 604801")
     refused(validate.seconds, "1", "expected a number of seconds, got '1'")
-    assert validate.bound_seconds(0, field="f") == 0.0
+    refused(validate.seconds, 0, "must be a positive, finite number of seconds up to 604800, "
+            "got 0")
+    refused(validate.seconds, 0.0, "must be a positive, finite number of seconds up to 604800, "
+            "got 0.0")
+    assert validate.bound_seconds(0, field="f") == 0.0 == validate.bound_seconds(0.0, field="f")
+    assert validate.bound_seconds(validate.MAX_SECONDS, field="f") == validate.MAX_SECONDS
+    assert validate.bound_seconds(float(validate.MAX_SECONDS), field="f") == validate.MAX_SECONDS
+    for bad in (-1, -0.5, float("inf"), float("nan"), validate.MAX_SECONDS + 0.5):
+        refused(validate.bound_seconds, bad, "must be a finite number of seconds in 0..604800 "
+                f"(0: off), got {bad!r}")
     refused(validate.bound_seconds, "x", "expected a number of seconds (0: off), got 'x'")
 
 
@@ -72,3 +82,19 @@ def test_the_hosts_size():
     validate.host_memory_mb.cache_clear()
     assert validate.host_cpus() == (os.cpu_count() or 1)
     assert 64 < validate.host_memory_mb() < 1 << 24
+
+
+def test_integer_and_name():
+    assert validate.integer(1, 1, 3, field="f") == 1 and validate.integer(3, 1, 3, field="f") == 3
+    refused(validate.integer, 4, "must be 1..3, got 4", lo=1, hi=3)          # no unit: none shown
+    refused(validate.integer, 0, "must be 1..3 MiB, got 0", lo=1, hi=3, unit="MiB")
+    refused(validate.integer, 2.0, "expected an integer, got 2.0", lo=1, hi=3)
+    refused(validate.name, 5, "5 is not a valid name; valid: " + validate.NAME_FORM)
+    refused(validate.name, "a.b", "'a.b' is not a valid name; valid: " + validate.NAME_FORM)
+
+
+def test_show_cuts_a_value_to_60_characters():
+    assert validate.show("x" * 58) == "'" + "x" * 58 + "'"                  # 60: whole
+    assert validate.show("x" * 59) == "'" + "x" * 56 + "..."                # 61: cut to 60
+    assert validate.show("x" * 200, 10) == "'xxxxxx..."
+    assert validate.show(10 ** 5000) == "<int>"         # repr refuses: its type, not a crash
