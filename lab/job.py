@@ -4,7 +4,7 @@ the file, the line, the field and what would be valid.
 A single-kernel job:
 
     name: smoke
-    kernel: distro            # or {distro: RELEASE} | {artifact: DIR} | {build: {...}}
+    kernel: distro            # or {distro: RELEASE} | {artifact: DIR} | {build: {...}} | {tree: DIR}
                               # | {tree: DIR}: a kernel tree you built (or its O= dir),
                               #   booted as it is (its bzImage and modules)
     image: debian-bookworm    # a recipe in images/, or a path to one

@@ -109,7 +109,7 @@ REFUSED = [
      'kernel.build', 'expected a mapping, got 5', 2),
     (KS + 'kernels: 5\n' + WL, 'kernels', 'expected a mapping, got 5', 3),
     (KS + 'kernels: {a: [1]}\n' + WL, 'kernels.a',
-     "expected 'distro', {distro: RELEASE}, {artifact: DIR} or {build: {...}}, got [1]", 3),
+     "expected 'distro', {distro: RELEASE}, {artifact: DIR}, {build: {...}} or {tree: DIR}, got [1]", 3),
     (KS + 'kernels: {a: {distro: x, baseline: 5}}\n' + WL,
      'kernels.a.baseline', 'expected a string, got 5', 3),
     (KS + 'kernels: {a: {distro: x, baseline: a}}\n' + WL,
