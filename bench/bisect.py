@@ -142,23 +142,13 @@ def drop_fixture_artifacts() -> list[str]:
 def real_bisection(name: str, target, where: Path) -> dict:
     from lab.bisect.driver import Bisection
     from lab.bisect.state import Setup
+    from lab.bisect import report
     setup = Setup(target=target, policy=Policy(), linux_source=True,
                   series=(str(SERIES),), job=str(JOB))
     start = time.monotonic()
     res = Bisection.start(setup, where / name).run()
     wall = time.monotonic() - start
-    print(f"{name}: {res['outcome']} {res['culprit']['id'] if res['culprit'] else '-'} "
-          f"({res['culprit']['subject'] if res['culprit'] else ''}); "
-          f"{res['build_and_test_steps']} build-and-test steps, {res['runs']} runs, "
-          f"wall {wall:.0f} s")
-    print(f"  {'step':>5} {'verdict':7} {'build':>7} {'(make)':>7} {'boot':>6} "
-          f"{'workload':>8} {'other':>6} {'total':>7}")
-    for s in res["steps"]:
-        sec = s["seconds"]
-        print(f"  {s['revision']['id']:>5} {s['verdict']:7} {sec['build']:6.1f}s "
-              f"{sec['make']:6.1f}s {sec['boot']:5.1f}s {sec['workload']:7.1f}s "
-              f"{sec['other']:5.1f}s {sec['total']:6.1f}s "
-              f"{'built' if s['built'] else 'cached'}")
+    print(f"{name}: wall {wall:.0f} s\n" + report.text(res, str(where / name)))
     return {"result": res, "wall_s": round(wall, 1)}
 
 

@@ -127,9 +127,10 @@ def text(res: dict, where: str) -> str:
     out.append(f"  target: {res['target_text']}")
     for e in res.get("evidence") or []:
         out.append(f"  evidence: {e}")
-    rate = (f"{rep['bad_endpoint_bad']}/{rep['bad_endpoint_runs']} runs of the bad endpoint"
-            if rep["bad_endpoint_runs"] else "the bad endpoint not run (--endpoints as-needed)")
-    out.append(f"  reproduced in {rate}" + (
+    rate = (f"reproduced in {rep['bad_endpoint_bad']}/{rep['bad_endpoint_runs']} runs of the "
+            "bad endpoint" if rep["bad_endpoint_runs"] else
+            "the bad endpoint not run (--endpoints as-needed)")
+    out.append(f"  {rate}" + (
         f": flaky, planned with a rate of {rep['rate_used']:.2f} (the lower end of its "
         "interval)" if rep["flaky"] else ": taken as deterministic"))
     out.append(f"  {res['build_and_test_steps']} build-and-test step(s), {res['runs']} run(s)"
@@ -137,7 +138,8 @@ def text(res: dict, where: str) -> str:
                + f", {res['seconds']:.0f}s")
     out.append("")
     out.append(f"{'step':>4}  {'revision':<12} {'verdict':<7} {'runs':>4}  {'build':>6} "
-               f"{'boot':>5} {'workload':>8} {'other':>5}  subject / why")
+               f"{'(make)':>6} {'boot':>5} {'workload':>8} {'other':>5}  {'kernel':<6}  "
+               "subject / why")
     for s in res["steps"]:
         r, sec = s["revision"], s["seconds"]
         why = r["subject"][:50]
@@ -146,8 +148,9 @@ def text(res: dict, where: str) -> str:
         counts = f"{s['runs']}" if not (s["bad"] and s["good"]) else \
             f"{s['runs']}({s['bad']}b)"
         out.append(f"{s['step']:>4}  {r['label']:<12} {s['verdict']:<7} {counts:>4}  "
-                   f"{_s(sec['build']):>6} {_s(sec['boot']):>5} {_s(sec['workload']):>8} "
-                   f"{_s(sec.get('other')):>5}  {why}")
+                   f"{_s(sec['build']):>6} {_s(sec.get('make')):>6} {_s(sec['boot']):>5} "
+                   f"{_s(sec['workload']):>8} {_s(sec.get('other')):>5}  "
+                   f"{'built' if s.get('built') else 'cached':<6}  {why}")
     out.append("")
     out.append(f"results: {where} (bisect.json, junit.xml, summary.json, a directory per step)")
     return "\n".join(out) + "\n"

@@ -22,6 +22,7 @@ from pathlib import Path
 
 import pytest
 
+from lab.bisect import report
 from lab.cli import main
 
 pytestmark = [pytest.mark.integration, pytest.mark.kernelbuild]
@@ -43,14 +44,8 @@ def bisect(out: Path, target: list[str], capsys) -> tuple[int, dict, float]:
 
 
 def figures(name: str, res: dict, seconds: float) -> None:
-    print(f"\n{name}: {res['outcome']} {res['culprit'] and res['culprit']['id']} in "
-          f"{seconds:.0f}s, {res['build_and_test_steps']} steps, {res['runs']} runs")
-    for s in res["steps"]:
-        sec = s["seconds"]
-        print(f"  {s['revision']['id']:>5} {s['verdict']:<5} build {sec['build']:6.1f}s "
-              f"(make {sec['make']:5.1f}s) boot {sec['boot']:5.1f}s workload "
-              f"{sec['workload']:5.1f}s other {sec['other']:5.1f}s total {sec['total']:6.1f}s "
-              f"{'built' if s['built'] else 'cached'}")
+    """The figures, as lab bisect prints them (pytest -s shows them)."""
+    print(f"\n{name}: {seconds:.0f}s wall\n" + report.text(res, name))
 
 
 @pytest.fixture(scope="module")
