@@ -398,6 +398,34 @@ def _run_playbook(job: Job, job_path: str, inventory: str, out: Path,
                                          if not r.reason else r.reason)
 
 
+def extract_results(t: tarfile.TarFile, dest: Path) -> None:
+    """Unpack a host's results archive into `dest`, refusing what would land
+    outside it: tarfile's filter="data" where this Python has it (3.11.4 and
+    later), else the same rules checked here (Debian bookworm's Python is
+    3.11.2): regular files, directories and symlinks only, every path and
+    symlink target inside `dest`, no absolute names."""
+    if hasattr(tarfile, "data_filter"):
+        t.extractall(dest, filter="data")
+        return
+    root = dest.resolve()
+    members = []
+    for m in t.getmembers():
+        if not (m.isfile() or m.isdir() or m.issym()):
+            raise tarfile.TarError(f"{m.name}: not a file, directory or symlink")
+        path = (root / m.name).resolve()
+        if m.name.startswith("/") or not path.is_relative_to(root):
+            raise tarfile.TarError(f"{m.name}: outside the destination")
+        if m.issym() and (m.linkname.startswith("/") or not (
+                (root / m.name).parent / m.linkname).resolve().is_relative_to(root)):
+            raise tarfile.TarError(f"{m.name}: links outside the destination "
+                                   f"({m.linkname})")
+        m.mode &= 0o755
+        m.uid = m.gid = 0
+        m.uname = m.gname = ""
+        members.append(m)
+    t.extractall(dest, members=members)
+
+
 def _unpack(r: HostRun, out: Path) -> Path | None:
     """The host's run directory, unpacked under OUT/hosts/<host>/."""
     if r.fetched is None or not r.fetched.exists():
@@ -407,7 +435,7 @@ def _unpack(r: HostRun, out: Path) -> Path | None:
     dest.mkdir(parents=True)
     try:
         with tarfile.open(r.fetched) as t:
-            t.extractall(dest, filter="data")
+            extract_results(t, dest)
     except (tarfile.TarError, OSError) as e:
         r.reason = f"its results could not be unpacked: {e}"
         return None

@@ -209,3 +209,44 @@ def test_lab_finds_its_playbooks_and_says_when_they_are_missing(tmp_path, monkey
     monkeypatch.setattr(hostrun, "ANSIBLE_DIR", tmp_path / "none")
     with pytest.raises(InfraError, match=r"playbook .*none/hosts-probe.yml is missing"):
         hostrun.playbook("hosts-probe.yml", "inv", ["h1"], tmp_path, "probe")
+
+
+@pytest.mark.parametrize("has_filter", [True, False])
+def test_a_hosts_results_unpack_inside_their_directory_only(tmp_path, monkeypatch, has_filter):
+    """With tarfile's data filter (Python >= 3.11.4) and without it (Debian
+    bookworm's 3.11.2, where lab's venv lives): the results unpack; a member
+    or link reaching outside is refused."""
+    import io
+    import tarfile
+    from lab.hostrun import extract_results
+    if not has_filter:
+        monkeypatch.delattr(tarfile, "data_filter", raising=False)
+
+    def archive(*members: tuple[str, str | None]):
+        p = tmp_path / f"a{len(list(tmp_path.glob('a*.tar')))}.tar"
+        with tarfile.open(p, "w") as t:
+            for name, link in members:
+                info = tarfile.TarInfo(name)
+                if link is None:
+                    data = b"ok\n"
+                    info.size = len(data)
+                    t.addfile(info, io.BytesIO(data))
+                else:
+                    info.type, info.linkname = tarfile.SYMTYPE, link
+                    t.addfile(info)
+        return p
+
+    good = archive(("results/summary.json", None), ("results/latest", "summary.json"))
+    dest = tmp_path / "h1"
+    dest.mkdir()
+    with tarfile.open(good) as t:
+        extract_results(t, dest)
+    assert (dest / "results" / "summary.json").read_text() == "ok\n"
+    assert (dest / "results" / "latest").is_symlink()
+    for bad in (archive(("../evil", None)), archive(("results/x", "../../../etc/passwd")),
+                archive(("results/y", "/etc/passwd"))):
+        d = tmp_path / f"d-{bad.stem}"
+        d.mkdir()
+        with tarfile.open(bad) as t, pytest.raises(tarfile.TarError):
+            extract_results(t, d)
+    assert not (tmp_path / "evil").exists()
