@@ -442,6 +442,17 @@ def _boot(machine, kernel: KernelArtifact, suite: SuiteResult, store: RunStore, 
         if interrupted():           # Ctrl-C killed it while it booted: not the kernel's fault
             raise Cancelled("interrupted while booting") from None
         console = machine.console_text()
+        code = machine.exit_code
+        if code not in (None, 0) and "Kernel panic" not in console:
+            # qemu crashed or was killed while the guest booted (seen: a TCG
+            # segfault probing PCI): no kernel makes qemu exit non-zero, so it
+            # is an error of the run, as during a workload, not a failed boot
+            store.add(suite, CaseResult(
+                name, Status.ERROR, kind=CaseKind.INFRA, classname="boot",
+                message=f"qemu exited (code {code}{_signal_name(code)}) while the guest "
+                        "booted; the kernel reported nothing", details=str(e)),
+                *checks.findings_cases(console, name, seen))
+            return False
         store.add(suite, CaseResult(name, Status.FAILED, kind=_boot_kind(console),
                                     message=str(e).splitlines()[0], details=str(e),
                                     classname="boot"),
@@ -528,13 +539,18 @@ def _unreachable_case(name: str, machine, exc: GuestUnreachable,
                           details=details)
     # Not the kernel's doing: the host killed qemu (kill -9, the OOM killer) or
     # qemu failed. An error of the run, not a failure of the kernel under test.
-    how = f", killed by {signal.Signals(-code).name}" if -code in _SIGNALS else ""
     return CaseResult(name, Status.ERROR, duration, kind=CaseKind.INFRA,
-                      message=f"qemu exited (code {code}{how}) during the workload; "
+                      message=f"qemu exited (code {code}{_signal_name(code)}) during the "
+                              "workload; "
                               f"the kernel reported nothing ({exc})", details=details)
 
 
 _SIGNALS = {s.value for s in signal.Signals}
+
+
+def _signal_name(code: int) -> str:
+    """', killed by SIGSEGV' for qemu's exit code -11; '' when not a signal."""
+    return f", killed by {signal.Signals(-code).name}" if -code in _SIGNALS else ""
 
 
 def _qemu_exit_code(machine, settle: float = QEMU_SETTLE) -> int | None:

@@ -52,6 +52,7 @@ class FakeScript:
     boot_fails: bool = False
     boots_before_failing: int | None = None   # that many boots come up, the later ones fail
     boot_panics: bool = False
+    boot_qemu_dies: bool = False       # qemu dies while the guest boots (qemu_exit_code)
     boot_seconds: float = 0.0          # time start() + wait_for_ssh() take
     command_seconds: float = 0.0       # time every command slow_on matches takes
     slow_on: str | None = None         # (a kill of qemu ends it at once, unreachable)
@@ -107,6 +108,10 @@ class FakeMachine:
     def wait_for_ssh(self) -> FakeGuest:
         s = self.script
         if self._gone.wait(s.boot_seconds):       # qemu killed while the guest boots
+            raise BootError(f"qemu exited with code {self._exit_code} before the guest "
+                            "answered SSH")
+        if s.boot_qemu_dies:
+            self._die(s.qemu_exit_code)
             raise BootError(f"qemu exited with code {self._exit_code} before the guest "
                             "answered SSH")
         if s.boot_panics:

@@ -77,6 +77,20 @@ def test_panic_during_boot_is_a_panic_with_its_report(tmp_path, fake_lab):
         or "Kernel panic" in (tmp_path / "out" / "console.log").read_text()
 
 
+def test_qemu_dying_while_the_guest_boots_is_an_error_of_the_run_not_a_failed_boot(
+        tmp_path, fake_lab):
+    """qemu segfaulting (seen under TCG while the kernel probed PCI) or killed
+    by the host while the guest boots: no kernel makes qemu exit non-zero, so
+    the boot is an infra error (exit 2, a bisection retries it), not a boot
+    failure of the kernel under test (exit 1, a bisection skips it)."""
+    fake_lab.script = FakeScript(boot_qemu_dies=True, qemu_exit_code=-11)
+    code, s = run(single(tmp_path), tmp_path)
+    assert code == 2
+    assert cases(s)[0] == ("boot", "error", "infra")
+    boot = s["suites"][0]["cases"][0]
+    assert "qemu exited (code -11, killed by SIGSEGV) while the guest booted" in boot["message"]
+
+
 def test_after_a_panic_the_rest_run_on_a_fresh_boot_of_the_same_kernel(tmp_path, fake_lab):
     fake_lab.script = FakeScript(panic_on="second-step")
     code, s = run(single(tmp_path), tmp_path)
